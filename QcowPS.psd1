@@ -1,0 +1,28 @@
+@{
+    RootModule           = 'bin/QcowPS.dll'
+    ModuleVersion        = '0.1.0'
+    GUID                 = '5b0f7f0e-8d7e-4c52-9a3e-6f1c2f0b7a91'
+    Author               = 'QcowPS developers'
+    CompanyName          = 'QcowPS'
+    Copyright            = '(c) QcowPS developers. MIT License.'
+    Description          = 'Create, inspect, read, write, snapshot, check and convert QEMU qcow2 disk images from PowerShell, without QEMU.'
+    PowerShellVersion    = '5.1'
+    CompatiblePSEditions = @('Desktop', 'Core')
+    FormatsToProcess     = @('QcowPS.format.ps1xml')
+    CmdletsToExport      = @(
+        'Get-QcowInfo'
+        'Get-QcowSnapshot'
+        'Read-QcowBlock'
+        'Get-QcowCluster'
+        'Get-QcowTable'
+    )
+    FunctionsToExport    = @()
+    VariablesToExport    = @()
+    AliasesToExport      = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags       = @('qcow2', 'qemu', 'disk-image', 'virtualization', 'qed')
+            ProjectUri = 'https://example.invalid/qcowps'
+        }
+    }
+}

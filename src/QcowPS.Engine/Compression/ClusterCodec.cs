@@ -1,0 +1,37 @@
+using System;
+using QcowPS.Engine.Qcow2;
+
+namespace QcowPS.Engine.Compression
+{
+    /// <summary>
+    /// Compresses and decompresses single clusters the way QEMU does (block/qcow2-threads.c).
+    /// An instance holds codec state and is used by one thread at a time; make one per worker.
+    /// </summary>
+    public abstract class ClusterCodec : IDisposable
+    {
+        public static ClusterCodec Create(Qcow2CompressionType type)
+        {
+            switch (type)
+            {
+                case Qcow2CompressionType.Zlib: return new DeflateCodec();
+                case Qcow2CompressionType.Zstd: return new ZstdCodec();
+                default: throw new QcowException(QcowErrorKind.Unsupported, $"Unknown compression type {(int)type}");
+            }
+        }
+
+        /// <summary>
+        /// Fills destination[0..length) from the stream in source[0..sourceLength). The stream may be
+        /// followed by unrelated bytes (sector padding, the next cluster). Returns false when the data
+        /// is not a valid stream or does not yield a whole cluster.
+        /// </summary>
+        public abstract bool Decompress(byte[] source, int sourceLength, byte[] destination, int length);
+
+        /// <summary>
+        /// Compresses source[0..length) into destination; returns the compressed size, or -1 when it
+        /// would not be smaller than maxLength (then the cluster is stored uncompressed, as QEMU does).
+        /// </summary>
+        public abstract int Compress(byte[] source, int length, byte[] destination, int maxLength);
+
+        public virtual void Dispose() { }
+    }
+}

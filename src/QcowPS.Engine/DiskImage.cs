@@ -1,0 +1,126 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using QcowPS.Engine.IO;
+using QcowPS.Engine.Qcow2;
+using QcowPS.Engine.Qed;
+using QcowPS.Engine.Raw;
+
+namespace QcowPS.Engine
+{
+    /// <summary>Opens images of any supported format, with their backing chains.</summary>
+    public static class DiskImage
+    {
+        /// <summary>Which format a file's first bytes say it is: Qcow2, Qed, or Auto when neither.</summary>
+        public static ImageFormat Probe(IHostFile file)
+        {
+            var magic = new byte[4];
+            int n = file.ReadAt(0, magic, 0, 4);
+            if (Qcow2Header.HasMagic(magic, n)) return ImageFormat.Qcow2;
+            if (QedHeader.HasMagic(magic, n)) return ImageFormat.Qed;
+            return ImageFormat.Auto;
+        }
+
+        public static ImageFormat Probe(string path)
+        {
+            using (var file = FileHostFile.Open(path, false, LockMode.None)) return Probe(file);
+        }
+
+        /// <summary>Opens an image and (unless told not to) its whole backing chain.</summary>
+        public static VirtualDisk Open(string path, OpenOptions options = null)
+        {
+            options = options ?? new OpenOptions();
+            string full = System.IO.Path.GetFullPath(path);
+            var seen = new List<string> { full };
+            return OpenLayer(full, options, options.Format, seen, 0);
+        }
+
+        private static VirtualDisk OpenLayer(string path, OpenOptions options, ImageFormat format, List<string> chain, int depth)
+        {
+            IHostFile file = FileHostFile.Open(path, options.Writable, options.Lock);
+            if (options.WrapHostFile != null) file = options.WrapHostFile(file);
+            VirtualDisk disk;
+            try
+            {
+                var probed = Probe(file);
+                if (format == ImageFormat.Auto)
+                {
+                    if (probed == ImageFormat.Auto)
+                    {
+                        throw new QcowException(QcowErrorKind.InvalidArgument, path, depth == 0
+                            ? $"'{path}' is not a qcow2 or QED image (no known magic); use -Format Raw to read it as a raw image"
+                            : $"Backing file '{path}' has no recorded format and is not a qcow2 or QED image; QcowPS never reads an unnamed backing file as raw (record the format with 'qemu-img rebase -F raw')");
+                    }
+                    format = probed;
+                }
+                switch (format)
+                {
+                    case ImageFormat.Qcow2: disk = Qcow2Image.Open(file, options); break;
+                    case ImageFormat.Qed: disk = QedImage.Open(file, options); break;
+                    default: disk = RawImage.Open(file); break;
+                }
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+
+            try
+            {
+                if (options.OpenBackingChain) OpenBacking(disk, options, chain, depth);
+            }
+            catch
+            {
+                disk.Dispose();
+                throw;
+            }
+            return disk;
+        }
+
+        /// <summary>The backing file name and format an image records (null name when it has none).</summary>
+        public static void GetBackingReference(VirtualDisk disk, out string name, out string format)
+        {
+            name = null;
+            format = null;
+            if (disk is Qcow2Image q)
+            {
+                name = q.Header.BackingFile;
+                format = q.Header.BackingFormat;
+            }
+            else if (disk is QedImage e)
+            {
+                name = e.Header.BackingFile;
+                format = e.Header.BackingIsRaw ? "raw" : null;
+            }
+        }
+
+        private static void OpenBacking(VirtualDisk disk, OpenOptions options, List<string> chain, int depth)
+        {
+            GetBackingReference(disk, out string name, out string formatName);
+            if (name == null) return;
+            string resolved = BackingResolver.ResolveRelative(disk.Path, name, "backing file");
+            var format = BackingResolver.ParseFormatName(disk.Path, formatName);
+            if (chain.Exists(p => string.Equals(p, resolved, StringComparison.Ordinal)))
+            {
+                chain.Add(resolved);
+                throw new QcowException(QcowErrorKind.Corrupt, disk.Path,
+                    $"Backing chain loop: {string.Join(" -> ", chain)}");
+            }
+            if (depth + 1 > options.MaxBackingDepth)
+                throw new QcowException(QcowErrorKind.Unsupported, disk.Path,
+                    $"The backing chain of '{chain[0]}' is deeper than {options.MaxBackingDepth} images");
+            if (!File.Exists(resolved))
+                throw new QcowException(QcowErrorKind.NotFound, disk.Path,
+                    $"Backing file '{name}' of '{disk.Path}' does not exist (resolved to '{resolved}')");
+            chain.Add(resolved);
+            disk.Backing = OpenLayer(resolved, options.ForBacking(), format, chain, depth + 1);
+        }
+
+        /// <summary>The layers of a chain, top first.</summary>
+        public static IEnumerable<VirtualDisk> Layers(VirtualDisk top)
+        {
+            for (var d = top; d != null; d = d.Backing) yield return d;
+        }
+    }
+}

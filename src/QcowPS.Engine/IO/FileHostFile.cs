@@ -1,0 +1,182 @@
+using System;
+using System.IO;
+
+namespace QcowPS.Engine.IO
+{
+    /// <summary>A host file on the local file system.</summary>
+    public sealed class FileHostFile : IHostFile
+    {
+        private readonly FileStream _stream;
+        private readonly object _gate = new object();
+        private ImageLock _lock;
+        private long _length;
+
+        public string Path { get; }
+        public bool CanWrite { get; }
+
+        private FileHostFile(string path, FileStream stream, bool canWrite)
+        {
+            Path = path;
+            _stream = stream;
+            CanWrite = canWrite;
+            _length = stream.Length;
+        }
+
+        /// <summary>Opens an existing file, taking QEMU-compatible locks unless lockMode is None.</summary>
+        public static FileHostFile Open(string path, bool writable, LockMode lockMode = LockMode.Default)
+        {
+            if (!File.Exists(path))
+            {
+                if (Directory.Exists(path))
+                    throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a directory, not an image file");
+                throw new QcowException(QcowErrorKind.NotFound, path, $"Image file '{path}' does not exist");
+            }
+            FileStream stream;
+            try
+            {
+                // No FileStream buffering: the engine does its own large, positioned I/O.
+                stream = new FileStream(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
+                    FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                throw new QcowException(QcowErrorKind.IoError, path, $"Access to '{path}' is denied: {e.Message}", e);
+            }
+            catch (IOException e)
+            {
+                throw new QcowException(QcowErrorKind.IoError, path, $"Cannot open '{path}': {e.Message}", e);
+            }
+            var file = new FileHostFile(path, stream, writable);
+            if (lockMode != LockMode.None)
+            {
+                try { file._lock = ImageLock.Acquire(stream, path, writable); }
+                catch { stream.Dispose(); throw; }
+            }
+            return file;
+        }
+
+        /// <summary>Creates a new file (fails if it exists unless overwrite), locked for writing.</summary>
+        public static FileHostFile Create(string path, bool overwrite)
+        {
+            FileStream stream;
+            try
+            {
+                stream = new FileStream(path, overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.ReadWrite,
+                    FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+            }
+            catch (IOException e) when (!overwrite && File.Exists(path))
+            {
+                throw new QcowException(QcowErrorKind.AlreadyExists, path, $"'{path}' already exists", e);
+            }
+            catch (DirectoryNotFoundException e)
+            {
+                throw new QcowException(QcowErrorKind.NotFound, path, $"The folder of '{path}' does not exist", e);
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                throw new QcowException(QcowErrorKind.IoError, path, $"Access to '{path}' is denied: {e.Message}", e);
+            }
+            catch (IOException e)
+            {
+                throw new QcowException(QcowErrorKind.IoError, path, $"Cannot create '{path}': {e.Message}", e);
+            }
+            var file = new FileHostFile(path, stream, true);
+            try { file._lock = ImageLock.Acquire(stream, path, true); }
+            catch { stream.Dispose(); throw; }
+            return file;
+        }
+
+        public long Length { get { lock (_gate) return _length; } }
+
+        public int ReadAt(long offset, byte[] buffer, int index, int count)
+        {
+            if (offset < 0) throw new ArgumentOutOfRangeException(nameof(offset));
+            lock (_gate)
+            {
+                try
+                {
+                    if (offset >= _length) return 0;
+                    _stream.Position = offset;
+                    int total = 0;
+                    while (total < count)
+                    {
+                        int n = _stream.Read(buffer, index + total, count - total);
+                        if (n <= 0) break;
+                        total += n;
+                    }
+                    return total;
+                }
+                catch (IOException e)
+                {
+                    throw new QcowException(QcowErrorKind.IoError, Path, $"Read of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
+                }
+            }
+        }
+
+        public void WriteAt(long offset, byte[] buffer, int index, int count)
+        {
+            if (!CanWrite) throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
+            lock (_gate)
+            {
+                try
+                {
+                    _stream.Position = offset;
+                    _stream.Write(buffer, index, count);
+                    if (offset + count > _length) _length = offset + count;
+                }
+                catch (IOException e)
+                {
+                    throw new QcowException(QcowErrorKind.IoError, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
+                }
+            }
+        }
+
+        public void SetLength(long length)
+        {
+            if (!CanWrite) throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
+            lock (_gate)
+            {
+                try
+                {
+                    _stream.SetLength(length);
+                    _length = length;
+                }
+                catch (IOException e)
+                {
+                    throw new QcowException(QcowErrorKind.IoError, Path, $"Cannot set the size of '{Path}' to {length}: {e.Message}", e);
+                }
+            }
+        }
+
+        public void Flush()
+        {
+            if (!CanWrite) return;
+            lock (_gate)
+            {
+                try { _stream.Flush(true); }
+                catch (IOException e)
+                {
+                    throw new QcowException(QcowErrorKind.IoError, Path, $"Flush of '{Path}' failed: {e.Message}", e);
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            lock (_gate)
+            {
+                _lock?.Dispose();
+                _lock = null;
+                _stream.Dispose();
+            }
+        }
+    }
+
+    public enum LockMode
+    {
+        /// <summary>Shared lock for readers, exclusive write lock for writers (as QEMU does).</summary>
+        Default,
+        /// <summary>No locking (like qemu-img -U, "force share"): for reading images in use.</summary>
+        None,
+    }
+}

@@ -1,0 +1,43 @@
+using QcowPS.Engine.IO;
+
+namespace QcowPS.Engine
+{
+    /// <summary>How DiskImage.Open opens an image and its backing chain.</summary>
+    public sealed class OpenOptions
+    {
+        /// <summary>Auto probes the magic; a file with no known magic opens only with Raw given.</summary>
+        public ImageFormat Format { get; set; } = ImageFormat.Auto;
+
+        /// <summary>Open the top image for writing (backing files are always read-only).</summary>
+        public bool Writable { get; set; }
+
+        public LockMode Lock { get; set; } = LockMode.Default;
+
+        /// <summary>Open the backing chain (false: only this layer, as qemu-img info does for its own fields).</summary>
+        public bool OpenBackingChain { get; set; } = true;
+
+        /// <summary>Longest backing chain accepted, so a hostile chain cannot exhaust file handles.</summary>
+        public int MaxBackingDepth { get; set; } = 64;
+
+        /// <summary>For writable opens of dirty images with lazy refcounts: rebuild refcounts (as QEMU does).</summary>
+        public bool RepairDirty { get; set; } = true;
+
+        /// <summary>L2 cache size in bytes (QEMU's default maximum is 32 MiB).</summary>
+        public long L2CacheBytes { get; set; } = 32L * 1024 * 1024;
+
+        /// <summary>A wrapper around every host file opened (tests inject faults here).</summary>
+        public System.Func<IHostFile, IHostFile> WrapHostFile { get; set; }
+
+        internal OpenOptions ForBacking() => new OpenOptions
+        {
+            Format = ImageFormat.Auto,
+            Writable = false,
+            Lock = Lock,
+            OpenBackingChain = true,
+            MaxBackingDepth = MaxBackingDepth,
+            RepairDirty = false,
+            L2CacheBytes = L2CacheBytes,
+            WrapHostFile = null,
+        };
+    }
+}

@@ -1,0 +1,261 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using QcowPS.Engine.IO;
+using QcowPS.Engine.Qcow2;
+using QcowPS.Engine.Qed;
+
+namespace QcowPS.Engine.Operations
+{
+    /// <summary>Describes images, snapshots, clusters and tables as the output objects the module emits.</summary>
+    public static class ImageInspector
+    {
+        public static QcowImageInfo Describe(VirtualDisk disk)
+        {
+            var info = new QcowImageInfo
+            {
+                Path = disk.Path,
+                Format = disk.Format,
+                VirtualSize = disk.Length,
+                FileSize = disk.FileSize,
+                ActualSize = HostFileSystem.GetAllocatedSize(disk.Path),
+            };
+            if (disk is Qcow2Image q)
+            {
+                var h = q.Header;
+                info.Version = h.Version;
+                info.Compat = h.Version == 2 ? "0.10" : "1.1";
+                info.ClusterSize = h.ClusterSize;
+                info.BackingFile = h.BackingFile;
+                info.BackingFormat = h.BackingFormat;
+                info.DataFile = h.DataFile;
+                if (h.HasExternalDataFile) info.DataFileRaw = h.RawExternalData;
+                info.CompressionType = h.CompressionType;
+                info.RefcountBits = h.RefcountBits;
+                info.LazyRefcounts = h.LazyRefcounts;
+                info.ExtendedL2 = h.HasExtendedL2;
+                info.Encrypted = h.IsEncrypted;
+                info.EncryptionFormat = h.CryptMethod == 1 ? "aes" : h.CryptMethod == 2 ? "luks" : null;
+                info.Dirty = h.IsDirty;
+                info.Corrupt = h.IsCorrupt;
+                info.SnapshotCount = (int)h.SnapshotCount;
+                info.L1Size = h.L1Size;
+                info.L1TableOffset = (long)h.L1TableOffset;
+                info.RefcountTableOffset = (long)h.RefcountTableOffset;
+                info.RefcountTableClusters = h.RefcountTableClusters;
+                info.SnapshotsOffset = (long)h.SnapshotsOffset;
+                info.HeaderLength = (int)h.HeaderLength;
+                info.IncompatibleFeatures = (Qcow2IncompatibleFeatures)h.IncompatibleFeatures;
+                info.CompatibleFeatures = (Qcow2CompatibleFeatures)h.CompatibleFeatures;
+                info.AutoclearFeatures = (Qcow2AutoclearFeatures)h.AutoclearFeatures;
+                info.HeaderExtensions = h.Extensions.Select(e => e.Name).ToArray();
+                info.BitmapCount = (int)h.BitmapCount;
+            }
+            else if (disk is QedImage e)
+            {
+                info.ClusterSize = (int)e.Header.ClusterSize;
+                info.BackingFile = e.Header.BackingFile;
+                info.BackingFormat = e.Header.BackingFile != null && e.Header.BackingIsRaw ? "raw" : null;
+                info.Dirty = e.Header.NeedsCheck;
+            }
+            if (info.BackingFile != null)
+            {
+                try { info.FullBackingFile = BackingResolver.ResolveRelative(disk.Path, info.BackingFile, "backing file"); }
+                catch (QcowException) { info.FullBackingFile = null; }
+            }
+            info.BackingChainDepth = CountBackingLayers(disk);
+            return info;
+        }
+
+        /// <summary>Layers below this one: from the opened chain when there is one, else by following the names.</summary>
+        private static int? CountBackingLayers(VirtualDisk disk)
+        {
+            if (disk.Backing != null) return DiskImage.Layers(disk).Count() - 1;
+            DiskImage.GetBackingReference(disk, out string name, out _);
+            if (name == null) return 0;
+            try
+            {
+                using (var chain = DiskImage.Open(disk.Path, new OpenOptions { Format = disk.Format, Lock = LockMode.None }))
+                    return DiskImage.Layers(chain).Count() - 1;
+            }
+            catch (QcowException) { return null; }
+        }
+
+        public static QcowSnapshot Describe(Qcow2Image image, Qcow2Snapshot s) => new QcowSnapshot
+        {
+            Path = image.Path,
+            Id = s.Id,
+            Name = s.Name,
+            Date = s.Date,
+            VmClock = s.VmClock,
+            VmStateSize = (long)s.VmStateSize,
+            DiskSize = (long)(s.DiskSize ?? image.Header.Size),
+            L1TableOffset = s.L1TableOffset,
+            L1Size = s.L1Size,
+            ExtraDataSize = s.ExtraData.Length,
+            Icount = s.Icount,
+        };
+
+        /// <summary>Every guest cluster of a qcow2 image with its L2 entry decoded and its refcount.</summary>
+        public static IEnumerable<QcowCluster> Clusters(Qcow2Image image, long offset, long length, bool allocatedOnly)
+        {
+            foreach (var d in image.EnumerateClusters(offset, length, allocatedOnly))
+            {
+                var c = new QcowCluster
+                {
+                    Path = image.Path,
+                    VirtualOffset = d.GuestOffset,
+                    Length = Math.Min(image.ClusterSize, image.Length - d.GuestOffset),
+                    ClusterType = d.Type,
+                    Copied = d.Copied,
+                    L1Index = d.L1Index,
+                    L2Index = d.L2Index,
+                    L2Entry = d.HasL2Entry ? d.Raw : (ulong?)null,
+                    SubclusterBitmap = image.Header.HasExtendedL2 && d.HasL2Entry ? d.Bitmap : (ulong?)null,
+                    Layer = 0,
+                };
+                if (d.HostOffset >= 0) c.HostOffset = d.HostOffset;
+                if (d.Type == ClusterType.Compressed)
+                {
+                    c.CompressedSize = d.CompressedSize;
+                    c.CompressedSectors = d.CompressedSectors;
+                }
+                if (d.HostOffset >= 0 && !(image.Header.HasExternalDataFile && d.Type != ClusterType.Compressed))
+                    c.Refcount = image.GetRefcount(d.HostOffset >> image.ClusterBits);
+                yield return c;
+            }
+        }
+
+        /// <summary>Runs of the chain as qemu-img map reports them (allocation merged, depth resolved).</summary>
+        public static IEnumerable<QcowCluster> Extents(VirtualDisk disk, long offset, long length)
+        {
+            long end = Math.Min(disk.Length, offset + length);
+            QcowCluster pending = null;
+            for (long pos = offset; pos < end;)
+            {
+                var e = disk.GetChainExtent(pos, end - pos);
+                long? host = e.Type == ClusterType.Normal || e.Type == ClusterType.ZeroAllocated || e.Type == ClusterType.Compressed
+                    ? e.HostOffset : (long?)null;
+                bool merges = pending != null && pending.ClusterType == e.Type && pending.Layer == e.Depth &&
+                    e.Type != ClusterType.Compressed &&
+                    (host == null ? pending.HostOffset == null : pending.HostOffset + pending.Length == host);
+                if (merges) pending.Length += e.Length;
+                else
+                {
+                    if (pending != null) yield return pending;
+                    pending = new QcowCluster
+                    {
+                        Path = disk.Path, VirtualOffset = pos, Length = e.Length, ClusterType = e.Type,
+                        HostOffset = host, Layer = e.Depth,
+                    };
+                }
+                pos += e.Length;
+            }
+            if (pending != null) yield return pending;
+        }
+
+        public static IEnumerable<QcowTableEntry> Table(Qcow2Image image, QcowTableKind kind, long? index, bool nonZeroOnly)
+        {
+            int cb = image.ClusterBits;
+            switch (kind)
+            {
+                case QcowTableKind.L1:
+                    foreach (var t in image.EnumerateL1())
+                    {
+                        if (index.HasValue && t.Index != index.Value) continue;
+                        if (nonZeroOnly && t.Value == 0) continue;
+                        long target = (long)(t.Value & Qcow2Image.L1OffsetMask);
+                        yield return new QcowTableEntry
+                        {
+                            Path = image.Path, Table = kind, Index = t.Index, Offset = t.StoredAt, Value = t.Value,
+                            Target = target == 0 ? (long?)null : target,
+                            Flags = Flags((t.Value & L2Entry.CopiedFlag) != 0 ? "COPIED" : null,
+                                (t.Value & Qcow2Image.L1ReservedMask) != 0 ? "RESERVED" : null),
+                        };
+                    }
+                    break;
+                case QcowTableKind.L2:
+                    foreach (var t in image.EnumerateL2(index))
+                    {
+                        if (nonZeroOnly && t.Value == 0 && t.Bitmap == 0) continue;
+                        var e = new L2Entry(t.Value, t.Bitmap, cb, image.Header.HasExtendedL2, image.Header.HasExternalDataFile);
+                        long? target = e.IsCompressed ? e.CompressedOffset : (e.HostOffset != 0 ? e.HostOffset : (long?)null);
+                        string bitmap = image.Header.HasExtendedL2 && !e.IsCompressed
+                            ? $"ALLOC=0x{(uint)t.Bitmap:X8} ZERO=0x{(uint)(t.Bitmap >> 32):X8}" : null;
+                        yield return new QcowTableEntry
+                        {
+                            Path = image.Path, Table = kind, Index = t.Index, ParentIndex = t.ParentIndex, Offset = t.StoredAt,
+                            Value = t.Value, Target = target,
+                            Flags = Flags(e.IsCopied ? "COPIED" : null, e.IsCompressed ? $"COMPRESSED({e.CompressedSectors} sectors)" : null,
+                                !e.IsCompressed && !image.Header.HasExtendedL2 && (t.Value & L2Entry.ZeroFlag) != 0 ? "ZERO" : null,
+                                !e.IsCompressed && (t.Value & L2Entry.StandardReservedMask) != 0 ? "RESERVED" : null, bitmap),
+                        };
+                    }
+                    break;
+                case QcowTableKind.RefcountTable:
+                    foreach (var t in image.EnumerateRefcountTable())
+                    {
+                        if (index.HasValue && t.Index != index.Value) continue;
+                        if (nonZeroOnly && t.Value == 0) continue;
+                        long target = (long)(t.Value & Qcow2Image.RefcountTableOffsetMask);
+                        yield return new QcowTableEntry
+                        {
+                            Path = image.Path, Table = kind, Index = t.Index, Offset = t.StoredAt, Value = t.Value,
+                            Target = target == 0 ? (long?)null : target,
+                            Flags = (t.Value & 0x1FF) != 0 ? "RESERVED" : null,
+                        };
+                    }
+                    break;
+                case QcowTableKind.RefcountBlock:
+                    foreach (var t in image.EnumerateRefcountBlocks(index))
+                    {
+                        if (nonZeroOnly && t.Value == 0) continue;
+                        yield return new QcowTableEntry
+                        {
+                            Path = image.Path, Table = kind, Index = t.Index, ParentIndex = t.ParentIndex, Offset = t.StoredAt,
+                            Value = t.Value, Target = t.Index << cb,
+                        };
+                    }
+                    break;
+            }
+        }
+
+        private static string Flags(params string[] flags)
+        {
+            var set = flags.Where(f => f != null).ToArray();
+            return set.Length == 0 ? null : string.Join(" ", set);
+        }
+
+        /// <summary>Guest data as pieces of at most one cluster, each saying which layer supplied it.</summary>
+        public static IEnumerable<QcowBlock> Blocks(VirtualDisk disk, long offset, long length, int pieceSize)
+        {
+            long end = offset + length;
+            for (long pos = offset; pos < end;)
+            {
+                long pieceEnd = Math.Min(end, (pos / pieceSize + 1) * pieceSize);
+                var e = disk.GetChainExtent(pos, pieceEnd - pos);
+                int n = (int)e.Length;
+                var data = new byte[n];
+                disk.Read(pos, data, 0, n);
+                yield return new QcowBlock
+                {
+                    Path = disk.Path, Offset = pos, Length = n, Data = data, ClusterType = e.Type,
+                    HostOffset = e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Type == ClusterType.ZeroAllocated
+                        ? e.HostOffset : (long?)null,
+                    Layer = e.Depth, LayerPath = e.Layer?.Path,
+                };
+                pos += n;
+            }
+        }
+
+        /// <summary>The cluster size of a disk for piecing reads (raw: 64 KiB).</summary>
+        public static int PieceSize(VirtualDisk disk)
+        {
+            if (disk is Qcow2Image q) return q.ClusterSize;
+            if (disk is Qcow2SnapshotView v) return v.ClusterSize;
+            if (disk is QedImage e) return (int)e.Header.ClusterSize;
+            return 65536;
+        }
+    }
+}

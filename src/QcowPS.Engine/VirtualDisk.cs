@@ -1,0 +1,178 @@
+using System;
+using QcowPS.Engine.Qcow2;
+
+namespace QcowPS.Engine
+{
+    public enum ImageFormat
+    {
+        Auto,
+        Qcow2,
+        Qed,
+        Raw,
+    }
+
+    /// <summary>
+    /// A run of guest bytes that one layer stores the same way: where it starts, how long it is,
+    /// what kind it is (ClusterType) and, for stored data, where it is in the host file.
+    /// Runs never cross a cluster boundary when they are compressed.
+    /// </summary>
+    public struct DiskExtent
+    {
+        public long Offset;
+        public long Length;
+        public ClusterType Type;
+        /// <summary>Host offset of the first byte (standard data), or of the compressed stream; -1 if none.</summary>
+        public long HostOffset;
+        /// <summary>For compressed clusters: the raw L2 entry, so the reader can find the stream.</summary>
+        public ulong L2Raw;
+
+        public bool IsData => Type == ClusterType.Normal || Type == ClusterType.Compressed;
+        public bool ReadsAsZero => Type == ClusterType.Zero || Type == ClusterType.ZeroAllocated;
+
+        public override string ToString() => $"[{Offset:X}+{Length:X}] {Type} @{HostOffset:X}";
+    }
+
+    /// <summary>
+    /// A run as the whole backing chain resolves it: which layer (0 = top) supplies the bytes and how.
+    /// Past the end of every layer that could supply them, the run is Unallocated at the deepest layer.
+    /// </summary>
+    public struct ChainExtent
+    {
+        public long Offset;
+        public long Length;
+        public ClusterType Type;
+        public int Depth;
+        public long HostOffset;
+        public VirtualDisk Layer;
+
+        /// <summary>Allocated somewhere in the chain (qemu-img map's "present").</summary>
+        public bool Present => Type != ClusterType.Unallocated;
+    }
+
+    /// <summary>
+    /// One virtual disk: a format turning a host file into guest bytes, over an optional backing disk.
+    /// The one interface for qcow2, QED and raw, so that chains mix formats and operations
+    /// (conversion, comparison, check) are written once.
+    /// </summary>
+    public abstract class VirtualDisk : IDisposable
+    {
+        private bool _disposed;
+
+        public abstract string Path { get; }
+        public abstract ImageFormat Format { get; }
+
+        /// <summary>Virtual size in bytes.</summary>
+        public abstract long Length { get; }
+
+        /// <summary>The backing disk (owned: disposed with this one), or null.</summary>
+        public VirtualDisk Backing { get; internal set; }
+
+        public virtual bool CanWrite => false;
+
+        /// <summary>Host file size in bytes.</summary>
+        public abstract long FileSize { get; }
+
+        /// <summary>
+        /// The run starting at offset in this layer only (never longer than maxLength nor past Length).
+        /// </summary>
+        public abstract DiskExtent GetExtent(long offset, long maxLength);
+
+        /// <summary>Reads bytes of a Normal or Compressed extent of this layer.</summary>
+        protected internal abstract void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count);
+
+        /// <summary>Reads guest bytes, resolving the backing chain (bytes past a shorter backing disk read as zeros).</summary>
+        public virtual void Read(long offset, byte[] buffer, int index, int count)
+        {
+            CheckRange(offset, count);
+            while (count > 0)
+            {
+                var extent = GetExtent(offset, count);
+                int n = (int)Math.Min(extent.Length, count);
+                if (n <= 0) throw new InvalidOperationException($"{Format} layer returned an empty extent at {offset}");
+                switch (extent.Type)
+                {
+                    case ClusterType.Normal:
+                    case ClusterType.Compressed:
+                        ReadStored(extent, offset, buffer, index, n);
+                        break;
+                    case ClusterType.Zero:
+                    case ClusterType.ZeroAllocated:
+                        Array.Clear(buffer, index, n);
+                        break;
+                    default:
+                        ReadBacking(offset, buffer, index, n);
+                        break;
+                }
+                offset += n;
+                index += n;
+                count -= n;
+            }
+        }
+
+        /// <summary>Reads what the backing disk has for a range this layer leaves unallocated.</summary>
+        protected void ReadBacking(long offset, byte[] buffer, int index, int count)
+        {
+            long available = Backing == null ? 0 : Math.Max(0, Math.Min(count, Backing.Length - offset));
+            if (available > 0) Backing.Read(offset, buffer, index, (int)available);
+            if (available < count) Array.Clear(buffer, index + (int)available, count - (int)available);
+        }
+
+        /// <summary>The run at offset as the chain resolves it (what qemu-img map reports).</summary>
+        public ChainExtent GetChainExtent(long offset, long maxLength)
+        {
+            maxLength = Math.Min(maxLength, Length - offset);
+            VirtualDisk layer = this;
+            int depth = 0;
+            while (true)
+            {
+                var e = layer.GetExtent(offset, maxLength);
+                maxLength = Math.Min(maxLength, e.Length);
+                if (e.Type != ClusterType.Unallocated || layer.Backing == null || offset >= layer.Backing.Length)
+                {
+                    return new ChainExtent
+                    {
+                        Offset = offset, Length = maxLength, Type = e.Type, Depth = depth,
+                        HostOffset = e.HostOffset, Layer = layer,
+                    };
+                }
+                maxLength = Math.Min(maxLength, layer.Backing.Length - offset);
+                layer = layer.Backing;
+                depth++;
+            }
+        }
+
+        public virtual void Write(long offset, byte[] buffer, int index, int count) =>
+            throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
+
+        /// <summary>Makes a range read as zeros (deallocating where the format and backing chain allow).</summary>
+        public virtual void WriteZeroes(long offset, long length) =>
+            throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
+
+        public virtual void Flush() { }
+
+        protected void CheckRange(long offset, long count)
+        {
+            if (offset < 0 || count < 0 || offset > Length || count > Length - offset)
+                throw new QcowException(QcowErrorKind.InvalidArgument, Path,
+                    $"The range at offset {offset} of {count} bytes lies outside the virtual disk of {Length} bytes ('{Path}')");
+        }
+
+        protected void ThrowIfDisposed()
+        {
+            if (_disposed) throw new ObjectDisposedException(GetType().Name, $"'{Path}' is closed");
+        }
+
+        protected virtual void Dispose(bool disposing) { }
+
+        /// <summary>False for views (snapshots) that borrow their image's backing disk.</summary>
+        protected virtual bool OwnsBacking => true;
+
+        public void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            try { Dispose(true); }
+            finally { if (OwnsBacking) Backing?.Dispose(); }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Management.Automation;
+using QcowPS.Engine;
+using QcowPS.Infrastructure;
+
+namespace QcowPS.Cmdlets
+{
+    /// <summary>
+    /// Shared logic of every QcowPS cmdlet: resolving paths through the PowerShell provider (relative
+    /// to $PWD, not the process's directory), and reporting engine errors as ErrorRecords.
+    /// </summary>
+    public abstract class QcowCmdlet : PSCmdlet
+    {
+        /// <summary>Resolves -Path (wildcards) or -LiteralPath to existing file-system paths; reports misses as non-terminating errors.</summary>
+        protected List<string> ResolveExistingPaths(string[] paths, bool literal)
+        {
+            var result = new List<string>();
+            if (paths == null) return result;
+            foreach (var path in paths)
+            {
+                try
+                {
+                    if (literal)
+                    {
+                        string resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo provider, out _);
+                        if (!IsFileSystem(provider, path)) continue;
+                        if (!File.Exists(resolved))
+                        {
+                            WriteError(NotFound(path, resolved));
+                            continue;
+                        }
+                        result.Add(resolved);
+                    }
+                    else
+                    {
+                        var resolved = SessionState.Path.GetResolvedProviderPathFromPSPath(path, out ProviderInfo provider);
+                        if (!IsFileSystem(provider, path)) continue;
+                        bool any = false;
+                        foreach (var r in resolved)
+                        {
+                            if (Directory.Exists(r))
+                            {
+                                if (!WildcardPattern.ContainsWildcardCharacters(path))
+                                    WriteError(ErrorRecords.Make("PathIsDirectory", ErrorCategory.InvalidArgument, path, $"'{r}' is a directory, not an image file."));
+                                continue;
+                            }
+                            result.Add(r);
+                            any = true;
+                        }
+                        if (!any && WildcardPattern.ContainsWildcardCharacters(path) && resolved.Count == 0)
+                            WriteError(NotFound(path, path));
+                    }
+                }
+                catch (ItemNotFoundException e)
+                {
+                    WriteError(new ErrorRecord(e, "QcowPS.FileNotFound", ErrorCategory.ObjectNotFound, path));
+                }
+                catch (System.Management.Automation.DriveNotFoundException e)
+                {
+                    WriteError(new ErrorRecord(e, "QcowPS.FileNotFound", ErrorCategory.ObjectNotFound, path));
+                }
+            }
+            return result;
+        }
+
+        /// <summary>Resolves a path that need not exist yet (a file to create), relative to $PWD.</summary>
+        protected string ResolveNewPath(string path)
+        {
+            string resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo provider, out _);
+            if (provider == null || provider.ImplementingType != typeof(Microsoft.PowerShell.Commands.FileSystemProvider))
+                ThrowTerminatingError(ErrorRecords.Argument("NotAFileSystemPath", path, $"'{path}' is not a file-system path."));
+            return resolved;
+        }
+
+        private bool IsFileSystem(ProviderInfo provider, string path)
+        {
+            if (provider != null && provider.ImplementingType == typeof(Microsoft.PowerShell.Commands.FileSystemProvider)) return true;
+            WriteError(ErrorRecords.Argument("NotAFileSystemPath", path, $"'{path}' is not a file-system path (provider {provider?.Name})."));
+            return false;
+        }
+
+        private static ErrorRecord NotFound(string path, string resolved) =>
+            new ErrorRecord(new FileNotFoundException($"Cannot find image file '{resolved}' because it does not exist.", resolved),
+                "QcowPS.FileNotFound", ErrorCategory.ObjectNotFound, path);
+
+        /// <summary>Runs one per-file action, turning engine errors into non-terminating errors for that file.</summary>
+        protected void ForEachFile(IEnumerable<string> files, Action<string> action)
+        {
+            foreach (var file in files)
+            {
+                try
+                {
+                    action(file);
+                }
+                catch (QcowException e)
+                {
+                    WriteError(ErrorRecords.From(e, file));
+                }
+                catch (PipelineStoppedException)
+                {
+                    throw;
+                }
+                catch (IOException e)
+                {
+                    WriteError(new ErrorRecord(e, "QcowPS.IOError", ErrorCategory.ReadError, file));
+                }
+                catch (UnauthorizedAccessException e)
+                {
+                    WriteError(new ErrorRecord(e, "QcowPS.AccessDenied", ErrorCategory.PermissionDenied, file));
+                }
+            }
+        }
+
+        protected OpenOptions ReadOptions(ImageFormat format) => new OpenOptions { Format = format, Writable = false };
+    }
+
+    /// <summary>Base of the cmdlets that take existing images: -Path (wildcards) and -LiteralPath, by pipeline too.</summary>
+    public abstract class ImageCmdlet : QcowCmdlet
+    {
+        protected const string PathSet = "Path";
+        protected const string LiteralPathSet = "LiteralPath";
+
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
+        public string[] Path { get; set; }
+
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("PSPath", "LP", "FullName")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; }
+
+        protected bool IsLiteral => ParameterSetName == LiteralPathSet || (Path == null && LiteralPath != null);
+
+        protected List<string> ResolveInputPaths() => ResolveExistingPaths(IsLiteral ? LiteralPath : Path, IsLiteral);
+
+        protected override void ProcessRecord() => ForEachFile(ResolveInputPaths(), ProcessImage);
+
+        protected abstract void ProcessImage(string path);
+    }
+}

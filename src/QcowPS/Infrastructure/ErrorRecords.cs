@@ -1,0 +1,37 @@
+using System;
+using System.Management.Automation;
+using QcowPS.Engine;
+
+namespace QcowPS.Infrastructure
+{
+    /// <summary>Turns engine exceptions into ErrorRecords with stable ids and the matching category.</summary>
+    internal static class ErrorRecords
+    {
+        public static ErrorCategory CategoryOf(QcowErrorKind kind)
+        {
+            switch (kind)
+            {
+                case QcowErrorKind.Corrupt: return ErrorCategory.InvalidData;
+                case QcowErrorKind.Unsupported: return ErrorCategory.NotImplemented;
+                case QcowErrorKind.NotFound: return ErrorCategory.ObjectNotFound;
+                case QcowErrorKind.InUse: return ErrorCategory.ResourceBusy;
+                case QcowErrorKind.InvalidArgument: return ErrorCategory.InvalidArgument;
+                case QcowErrorKind.ReadOnly: return ErrorCategory.PermissionDenied;
+                case QcowErrorKind.SnapshotNotFound: return ErrorCategory.ObjectNotFound;
+                case QcowErrorKind.IoError: return ErrorCategory.WriteError;
+                case QcowErrorKind.Cancelled: return ErrorCategory.OperationStopped;
+                case QcowErrorKind.AlreadyExists: return ErrorCategory.ResourceExists;
+                default: return ErrorCategory.NotSpecified;
+            }
+        }
+
+        public static ErrorRecord From(QcowException e, object target) =>
+            new ErrorRecord(e, e.ErrorId, CategoryOf(e.Kind), target ?? e.FilePath);
+
+        public static ErrorRecord Make(string id, ErrorCategory category, object target, string message) =>
+            new ErrorRecord(new InvalidOperationException(message), "QcowPS." + id, category, target);
+
+        public static ErrorRecord Argument(string id, object target, string message) =>
+            new ErrorRecord(new ArgumentException(message), "QcowPS." + id, ErrorCategory.InvalidArgument, target);
+    }
+}
