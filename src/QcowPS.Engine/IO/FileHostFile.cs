@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Runtime.InteropServices;
 
 namespace QcowPS.Engine.IO
 {
@@ -157,6 +158,48 @@ namespace QcowPS.Engine.IO
                 catch (IOException e)
                 {
                     throw new QcowException(QcowErrorKind.IoError, Path, $"Flush of '{Path}' failed: {e.Message}", e);
+                }
+            }
+        }
+
+        [DllImport("libc", EntryPoint = "lseek", SetLastError = true)]
+        private static extern long LSeek(int fd, long offset, int whence);
+
+        private const int SeekData = 3, SeekHole = 4;
+        private bool _seekDataUnsupported = !RuntimeInformation.IsOSPlatform(OSPlatform.Linux);
+
+        public bool TryFindData(long offset, out long dataStart, out long dataEnd)
+        {
+            dataStart = dataEnd = 0;
+            if (_seekDataUnsupported) return false;
+            lock (_gate)
+            {
+                try
+                {
+                    int fd = (int)_stream.SafeFileHandle.DangerousGetHandle();
+                    if (offset >= _length)
+                    {
+                        dataStart = dataEnd = _length;
+                        return true;
+                    }
+                    long start = LSeek(fd, offset, SeekData);
+                    if (start < 0)
+                    {
+                        // ENXIO: no data at or after offset (the rest is a hole); anything else: unsupported.
+                        if (Marshal.GetLastWin32Error() == 6) { dataStart = dataEnd = _length; return true; }
+                        _seekDataUnsupported = true;
+                        return false;
+                    }
+                    long end = LSeek(fd, start, SeekHole);
+                    if (end < 0) { _seekDataUnsupported = true; return false; }
+                    dataStart = Math.Min(start, _length);
+                    dataEnd = Math.Min(end, _length);
+                    return true;
+                }
+                catch (Exception e) when (e is EntryPointNotFoundException || e is DllNotFoundException)
+                {
+                    _seekDataUnsupported = true;
+                    return false;
                 }
             }
         }

@@ -21,6 +21,12 @@ namespace QcowPS.Engine.IO
 
         /// <summary>Makes everything written so far durable (fsync), the ordering point of crash safety.</summary>
         void Flush();
+
+        /// <summary>
+        /// Where the next data run starts at or after offset and where it ends (SEEK_DATA/SEEK_HOLE),
+        /// so holes read as known zeros without reading them. False when the file system cannot tell.
+        /// </summary>
+        bool TryFindData(long offset, out long dataStart, out long dataEnd);
     }
 
     public static class HostFileExtensions

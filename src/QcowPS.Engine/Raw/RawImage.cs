@@ -19,13 +19,24 @@ namespace QcowPS.Engine.Raw
         public override long FileSize => _file.Length;
         public override bool CanWrite => _file.CanWrite;
 
-        public override DiskExtent GetExtent(long offset, long maxLength) => new DiskExtent
+        /// <summary>Data runs are Normal; holes of the host file are Zero (as qemu-img map reports them).</summary>
+        public override DiskExtent GetExtent(long offset, long maxLength)
         {
-            Offset = offset,
-            Length = Math.Min(maxLength, Length - offset),
-            Type = ClusterType.Normal,
-            HostOffset = offset,
-        };
+            maxLength = Math.Min(maxLength, Length - offset);
+            var extent = new DiskExtent { Offset = offset, Length = maxLength, Type = ClusterType.Normal, HostOffset = offset };
+            if (_file.TryFindData(offset, out long dataStart, out long dataEnd))
+            {
+                if (dataStart > offset)
+                {
+                    extent.Type = ClusterType.Zero;
+                    extent.HostOffset = -1;
+                    extent.Length = Math.Min(maxLength, dataStart - offset);
+                }
+                else if (dataEnd > offset)
+                    extent.Length = Math.Min(maxLength, dataEnd - offset);
+            }
+            return extent;
+        }
 
         protected internal override void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count) =>
             _file.ReadOrZero(offset, buffer, index, count);
