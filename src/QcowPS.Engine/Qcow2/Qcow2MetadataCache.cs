@@ -78,9 +78,15 @@ namespace QcowPS.Engine.Qcow2
 
         public bool Contains(long offset) => _byOffset.ContainsKey(offset);
 
-        public void MarkDirty(long offset)
+        /// <summary>Marks a table dirty; if it was evicted meanwhile, its (caller-held) contents go back in.</summary>
+        public void MarkDirty(long offset, byte[] data = null)
         {
-            var node = _byOffset[offset];
+            if (!_byOffset.TryGetValue(offset, out var node))
+            {
+                if (data == null) throw new InvalidOperationException($"{Name} table at 0x{offset:X} is not cached");
+                Insert(offset, data, dirty: true);
+                return;
+            }
             if (!node.Dirty)
             {
                 node.Dirty = true;

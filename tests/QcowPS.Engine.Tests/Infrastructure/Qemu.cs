@@ -48,6 +48,31 @@ namespace QcowPS.Engine.Tests.Infrastructure
             return Run("qemu-io", args.ToArray());
         }
 
+        /// <summary>qemu-img check --output=json: (corruptions, leaks, the whole report). Exit codes 0, 2 and 3 are results, not failures.</summary>
+        public static (int corruptions, int leaks, JsonElement report) Check(string image, params string[] extra)
+        {
+            var args = new System.Collections.Generic.List<string> { "check", "--output=json" };
+            args.AddRange(extra);
+            args.Add(image);
+            var (code, stdout, stderr) = TryRun("qemu-img", args.ToArray());
+            if (code != 0 && code != 2 && code != 3)
+                throw new InvalidOperationException($"qemu-img check {image} failed ({code}): {stderr}{stdout}");
+            var json = JsonDocument.Parse(stdout).RootElement.Clone();
+            int Get(string name) => json.TryGetProperty(name, out var v) ? v.GetInt32() : 0;
+            return (Get("corruptions"), Get("leaks"), json);
+        }
+
+        /// <summary>Asserts qemu-img check finds neither corruptions nor leaks (and shows its messages when it does).</summary>
+        public static void AssertClean(string image)
+        {
+            var (corruptions, leaks, report) = Check(image);
+            if (corruptions != 0 || leaks != 0 || (report.TryGetProperty("check-errors", out var ce) && ce.GetInt32() != 0))
+            {
+                var (_, text, err) = TryRun("qemu-img", "check", image);
+                Assert.Fail($"qemu-img check {image}: {corruptions} corruptions, {leaks} leaks\n{text}{err}");
+            }
+        }
+
         public static JsonElement Json(params string[] args) => JsonDocument.Parse(Img(args)).RootElement.Clone();
 
         public static (int exitCode, string stdout, string stderr) TryRun(string tool, params string[] args)

@@ -1,0 +1,231 @@
+using System;
+using System.IO;
+using QcowPS.Engine.IO;
+
+namespace QcowPS.Engine.Qcow2
+{
+    public enum Preallocation
+    {
+        Off,
+        /// <summary>L2 tables and data clusters allocated; the file is extended, sparse.</summary>
+        Metadata,
+        /// <summary>As Metadata, and the data clusters written with zeros.</summary>
+        Full,
+    }
+
+    /// <summary>What New-QcowImage asks for (qemu-img create -f qcow2 -o ...).</summary>
+    public sealed class Qcow2CreateOptions
+    {
+        /// <summary>Virtual size in bytes; null takes the backing file's size.</summary>
+        public long? Size { get; set; }
+        public int ClusterSize { get; set; } = 65536;
+        public int Version { get; set; } = 3;
+        public int RefcountBits { get; set; } = 16;
+        public bool LazyRefcounts { get; set; }
+        public bool ExtendedL2 { get; set; }
+        public Qcow2CompressionType CompressionType { get; set; } = Qcow2CompressionType.Zlib;
+        /// <summary>The backing file name as it will be stored (relative names are relative to the new image).</summary>
+        public string BackingFile { get; set; }
+        /// <summary>qcow2, qed or raw; null probes the backing file (qcow2/QED only, never raw).</summary>
+        public string BackingFormat { get; set; }
+        public Preallocation Preallocation { get; set; } = Preallocation.Off;
+        /// <summary>Replace an existing file (the new image is built under a temporary name first).</summary>
+        public bool Overwrite { get; set; }
+    }
+
+    /// <summary>Creates qcow2 images laid out as QEMU lays them out (header, refcount table, refcount blocks, L1).</summary>
+    public static class Qcow2Creator
+    {
+        public const long MaxL1Entries = Qcow2Header.MaxL1Bytes / 8;
+
+        /// <summary>Checks the options; returns the resolved virtual size (rounded up to 512).</summary>
+        public static long Validate(string path, Qcow2CreateOptions o, out string backingFormat)
+        {
+            backingFormat = o.BackingFormat;
+            int cs = o.ClusterSize;
+            if (cs < 512 || cs > (2 << 20) || (cs & (cs - 1)) != 0)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Cluster size {cs} is not a power of two from 512 bytes to 2 MiB");
+            if (o.Version != 2 && o.Version != 3)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Version {o.Version} is not 2 or 3");
+            int rb = o.RefcountBits;
+            if (rb < 1 || rb > 64 || (rb & (rb - 1)) != 0)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Refcount width {rb} is not a power of two from 1 to 64 bits");
+            if (o.Version == 2)
+            {
+                if (rb != 16) throw new QcowException(QcowErrorKind.InvalidArgument, path, "Version 2 images only have 16-bit refcounts");
+                if (o.LazyRefcounts) throw new QcowException(QcowErrorKind.InvalidArgument, path, "Lazy refcounts need a version 3 image");
+                if (o.ExtendedL2) throw new QcowException(QcowErrorKind.InvalidArgument, path, "Extended L2 entries need a version 3 image");
+                if (o.CompressionType != Qcow2CompressionType.Zlib) throw new QcowException(QcowErrorKind.InvalidArgument, path, "zstd compression needs a version 3 image");
+            }
+            if (o.ExtendedL2 && cs < 16384)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Extended L2 entries need clusters of at least 16 KiB (32 subclusters of 512 bytes); {cs} is too small");
+            if (o.BackingFile != null && o.Preallocation != Preallocation.Off && !o.ExtendedL2)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, "A backing file and preallocation can only be used together with extended L2 entries");
+
+            long? size = o.Size;
+            if (o.BackingFile != null)
+            {
+                if (System.Text.Encoding.UTF8.GetByteCount(o.BackingFile) > Qcow2Header.MaxBackingFileNameLength)
+                    throw new QcowException(QcowErrorKind.InvalidArgument, path, $"The backing file name is longer than {Qcow2Header.MaxBackingFileNameLength} bytes");
+                string resolved = BackingResolver.ResolveRelative(path, o.BackingFile, "backing file");
+                if (!File.Exists(resolved))
+                {
+                    if (size == null)
+                        throw new QcowException(QcowErrorKind.NotFound, path, $"Backing file '{o.BackingFile}' does not exist (resolved to '{resolved}'), so the size cannot be taken from it");
+                    if (backingFormat == null)
+                        throw new QcowException(QcowErrorKind.NotFound, path, $"Backing file '{o.BackingFile}' does not exist and no backing format was given");
+                }
+                else
+                {
+                    var format = BackingResolver.ParseFormatName(path, backingFormat);
+                    using (var backing = DiskImage.Open(resolved, new OpenOptions { Format = format, OpenBackingChain = false, Lock = LockMode.None }))
+                    {
+                        if (size == null) size = backing.Length;
+                        if (backingFormat == null) backingFormat = backing.Format == ImageFormat.Qed ? "qed" : "qcow2";
+                    }
+                }
+            }
+            if (size == null)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, "A size is needed (or a backing file to take it from)");
+            if (size < 0)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Size {size} is negative");
+            if (size > Qcow2Header.MaxVirtualSize)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Size {size} exceeds the maximum of {Qcow2Header.MaxVirtualSize} bytes");
+            long rounded = (size.Value + 511) & ~511L;
+
+            int clusterBits = Log2(cs);
+            ulong l1 = Qcow2Header.L1EntriesFor((ulong)rounded, clusterBits, o.ExtendedL2);
+            if (l1 > MaxL1Entries)
+            {
+                int smallest = -1;
+                for (int bits = clusterBits + 1; bits <= 21; bits++)
+                    if (Qcow2Header.L1EntriesFor((ulong)rounded, bits, o.ExtendedL2) <= MaxL1Entries) { smallest = 1 << bits; break; }
+                string hint = smallest > 0 ? $"; the smallest cluster size that holds it is {FormatSize(smallest)}" : "; no cluster size up to 2 MiB holds it";
+                throw new QcowException(QcowErrorKind.InvalidArgument, path,
+                    $"The image size is too large for {FormatSize(cs)} clusters: its L1 table would need {l1} entries, above QEMU's limit of {MaxL1Entries} (32 MiB){hint}");
+            }
+            return rounded;
+        }
+
+        private static string FormatSize(long bytes) =>
+            bytes >= (1 << 20) ? $"{bytes >> 20} MiB" : bytes >= 1024 ? $"{bytes >> 10} KiB" : $"{bytes} bytes";
+
+        internal static int Log2(long v)
+        {
+            int n = 0;
+            while ((1L << n) < v) n++;
+            return n;
+        }
+
+        /// <summary>Creates the image; on any failure nothing is left under the requested name.</summary>
+        public static void Create(string path, Qcow2CreateOptions o, Func<IHostFile, IHostFile> wrap = null)
+        {
+            path = Path.GetFullPath(path);
+            long size = Validate(path, o, out string backingFormat);
+            if (!o.Overwrite && (File.Exists(path) || Directory.Exists(path)))
+                throw new QcowException(QcowErrorKind.AlreadyExists, path, $"'{path}' already exists (use -Force to replace it)");
+            if (Directory.Exists(path))
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a directory");
+
+            string temp = Path.Combine(Path.GetDirectoryName(path) ?? ".", "." + Path.GetFileName(path) + ".qcowps-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+            try
+            {
+                IHostFile file = FileHostFile.Create(temp, overwrite: false);
+                if (wrap != null) file = wrap(file);
+                using (file) WriteEmptyImage(file, o, size, backingFormat);
+                if (o.Preallocation != Preallocation.Off)
+                {
+                    using (var image = (Qcow2Image)DiskImage.Open(temp, new OpenOptions { Format = ImageFormat.Qcow2, Writable = true, OpenBackingChain = false, WrapHostFile = wrap }))
+                        image.Preallocate(o.Preallocation == Preallocation.Full);
+                }
+                MoveIntoPlace(temp, path, o.Overwrite);
+            }
+            catch
+            {
+                try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                throw;
+            }
+        }
+
+        internal static void MoveIntoPlace(string temp, string path, bool overwrite)
+        {
+            try
+            {
+                if (overwrite && File.Exists(path)) File.Delete(path);
+                File.Move(temp, path);
+            }
+            catch (IOException e)
+            {
+                throw new QcowException(QcowErrorKind.IoError, path, $"Cannot move the new image into place as '{path}': {e.Message}", e);
+            }
+        }
+
+        /// <summary>Header, refcount table, refcount blocks and a zeroed L1 table, all counted.</summary>
+        internal static void WriteEmptyImage(IHostFile file, Qcow2CreateOptions o, long size, string backingFormat)
+        {
+            int cs = o.ClusterSize;
+            int clusterBits = Log2(cs);
+            int refcountOrder = Log2(o.RefcountBits);
+            long perBlock = ((long)cs * 8) >> refcountOrder;
+            long l1Entries = (long)Qcow2Header.L1EntriesFor((ulong)size, clusterBits, o.ExtendedL2);
+            long l1Clusters = (l1Entries * 8 + cs - 1) / cs;
+
+            // Sizes that cover themselves: header + refcount table + refcount blocks + L1.
+            long tableClusters = 1, blocks = 1;
+            while (true)
+            {
+                long total = 1 + tableClusters + blocks + l1Clusters;
+                long neededBlocks = (total + perBlock - 1) / perBlock;
+                long neededTable = Math.Max(1, (neededBlocks * 8 + cs - 1) / cs);
+                if (neededBlocks <= blocks && neededTable <= tableClusters) break;
+                blocks = Math.Max(blocks, neededBlocks);
+                tableClusters = Math.Max(tableClusters, neededTable);
+            }
+            long tableOffset = (long)cs;
+            long blocksOffset = tableOffset + tableClusters * cs;
+            long l1Offset = blocksOffset + blocks * cs;
+            long used = 1 + tableClusters + blocks + l1Clusters;
+
+            var header = new Qcow2Header
+            {
+                Version = o.Version,
+                ClusterBits = clusterBits,
+                Size = (ulong)size,
+                L1Size = (uint)l1Entries,
+                L1TableOffset = l1Entries > 0 ? (ulong)l1Offset : 0,
+                RefcountTableOffset = (ulong)tableOffset,
+                RefcountTableClusters = (uint)tableClusters,
+                RefcountOrder = refcountOrder,
+                HeaderLength = o.Version == 2 ? (uint)Qcow2Header.V2HeaderLength : 112,
+                CompressionType = o.CompressionType,
+                BackingFile = o.BackingFile,
+                BackingFormat = o.BackingFile != null ? backingFormat : null,
+            };
+            if (o.CompressionType != Qcow2CompressionType.Zlib) header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.CompressionType;
+            if (o.ExtendedL2) header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.ExtendedL2;
+            if (o.LazyRefcounts) header.CompatibleFeatures |= (ulong)Qcow2CompatibleFeatures.LazyRefcounts;
+            if (l1Entries == 0) header.L1TableOffset = (ulong)l1Offset;
+
+            // The L1 table's zeros come from extending the file (sparse), like an exabyte image needs.
+            file.SetLength(used * cs);
+            var block = new byte[cs];
+            for (long b = 0; b < blocks; b++)
+            {
+                Array.Clear(block, 0, cs);
+                for (long j = 0; j < perBlock; j++)
+                {
+                    long k = b * perBlock + j;
+                    if (k >= used) break;
+                    Qcow2Image.WriteRefcountEntry(block, (int)j, refcountOrder, 1);
+                }
+                file.WriteAt(blocksOffset + b * cs, block, 0, cs);
+            }
+            var table = new byte[tableClusters * cs];
+            for (long b = 0; b < blocks; b++) BigEndian.Put64(table, (int)(b * 8), (ulong)(blocksOffset + b * cs));
+            file.WriteAt(tableOffset, table, 0, table.Length);
+            var headerBytes = header.Serialize();
+            file.WriteAt(0, headerBytes, 0, headerBytes.Length);
+            file.Flush();
+        }
+    }
+}
