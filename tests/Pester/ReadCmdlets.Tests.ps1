@@ -20,7 +20,6 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     $QcowModule = Import-QcowPSModule
     $ProgressPreference = 'SilentlyContinue'
-    $KiB64 = 65536
 }
 
 Describe 'qemu-img prerequisites' {
@@ -738,7 +737,7 @@ Describe 'Read-QcowBlock' -Skip:$SkipImages {
     It '-Snapshot with default output returns QcowBlock pieces of the snapshot' {
         $blocks = @(Read-QcowBlock $snap -Snapshot golden -Offset 0 -Length 128K)
         $blocks | Should -HaveCount 2
-        $blocks | ForEach-Object { $_.Data | Select-Object -Unique | Should -Be 0x11 }
+        $blocks | ForEach-Object { Get-BytesHash $_.Data | Should -Be (Get-BytesHash (New-FilledBytes 65536 0x11)) }
         $blocks.Path | Should -Be @($snap, $snap)
     }
 

@@ -26,6 +26,7 @@ namespace QcowPS.Engine.Qcow2
                 if (_snapshots.Count >= Qcow2Header.MaxSnapshots)
                     throw new QcowException(QcowErrorKind.InvalidArgument, Path, $"'{Path}' already has the maximum of {Qcow2Header.MaxSnapshots} snapshots");
                 FlushMetadata();
+                BeginUnorderedUpdate();
 
                 // 1. Reference (or copy) everything the active L1 reaches, for the snapshot's L1 table.
                 var snapshotL1 = new ulong[_l1.Length];
@@ -66,6 +67,7 @@ namespace QcowPS.Engine.Qcow2
                 };
                 var list = new List<Qcow2Snapshot>(_snapshots) { snapshot };
                 WriteSnapshotTable(list);
+                EndUnorderedUpdate();
                 return snapshot;
             }
         }
@@ -79,6 +81,7 @@ namespace QcowPS.Engine.Qcow2
                     throw new QcowException(QcowErrorKind.SnapshotNotFound, Path, $"Snapshot '{idOrName}' does not exist in '{Path}'");
                 var l1 = ReadL1Table(snapshot.L1TableOffset, snapshot.L1Size, $"L1 table of snapshot '{snapshot.Name}'");
                 FlushMetadata();
+                BeginUnorderedUpdate();
 
                 // 1. Remove the entry: the snapshot is gone (a crash after this leaves leaks only).
                 WriteSnapshotTable(_snapshots.Where(s => !ReferenceEquals(s, snapshot)).ToList());
@@ -92,6 +95,7 @@ namespace QcowPS.Engine.Qcow2
                 FixActiveCopiedFlags();
                 FlushMetadata();
                 _file.Flush();
+                EndUnorderedUpdate();
             }
         }
 
@@ -107,6 +111,7 @@ namespace QcowPS.Engine.Qcow2
                 ulong size = snapshot.DiskSize ?? Header.Size;
                 ulong needed = Qcow2Header.L1EntriesFor(size, ClusterBits, Header.HasExtendedL2);
                 FlushMetadata();
+                BeginUnorderedUpdate();
 
                 // 1. The new active L1 references (or copies) what the snapshot's reaches.
                 var newL1 = new ulong[Math.Max((long)needed, snapshotL1.Length)];
@@ -138,6 +143,7 @@ namespace QcowPS.Engine.Qcow2
                 FixActiveCopiedFlags();
                 FlushMetadata();
                 _file.Flush();
+                EndUnorderedUpdate();
             }
         }
 

@@ -69,6 +69,32 @@ namespace QcowPS.Engine.Qcow2
                 throw QcowException.Unsupported(Path, "Writing encrypted images is not supported");
         }
 
+        /// <summary>
+        /// Marks the image dirty (v3) for an operation whose refcount and COPIED-flag updates cannot be
+        /// ordered so that every intermediate state passes a check (taking, deleting or applying a
+        /// snapshot): a crash in between leaves the dirty bit, and the next read-write open repairs the
+        /// image, as QEMU does for lazy refcounts.
+        /// </summary>
+        private void BeginUnorderedUpdate()
+        {
+            if (Header.Version < 3 || Header.IsDirty) return;
+            Header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.Dirty;
+            WriteHeader();
+            _file.Flush();
+            _dirtyBitWritten = true;
+        }
+
+        private void EndUnorderedUpdate()
+        {
+            if (!_dirtyBitWritten || Header.LazyRefcounts) return;
+            FlushMetadata();
+            _file.Flush();
+            Header.IncompatibleFeatures &= ~(ulong)Qcow2IncompatibleFeatures.Dirty;
+            WriteHeader();
+            _file.Flush();
+            _dirtyBitWritten = false;
+        }
+
         internal void WriteHeader()
         {
             var bytes = Header.Serialize();
