@@ -15,6 +15,14 @@
         'Read-QcowBlock'
         'Get-QcowCluster'
         'Get-QcowTable'
+        'New-QcowImage'
+        'Write-QcowBlock'
+        'New-QcowSnapshot'
+        'Remove-QcowSnapshot'
+        'Restore-QcowSnapshot'
+        'Resize-QcowImage'
+        'Test-QcowImage'
+        'Repair-QcowImage'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

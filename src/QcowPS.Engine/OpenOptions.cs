@@ -22,6 +22,9 @@ namespace QcowPS.Engine
         /// <summary>For writable opens of dirty images with lazy refcounts: rebuild refcounts (as QEMU does).</summary>
         public bool RepairDirty { get; set; } = true;
 
+        /// <summary>Open an image with the corrupt bit for writing (only Repair-QcowImage does).</summary>
+        public bool AllowCorrupt { get; set; }
+
         /// <summary>L2 cache size in bytes (QEMU's default maximum is 32 MiB).</summary>
         public long L2CacheBytes { get; set; } = 32L * 1024 * 1024;
 

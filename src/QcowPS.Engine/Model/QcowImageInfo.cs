@@ -7,6 +7,8 @@ namespace QcowPS
     public sealed class QcowImageInfo
     {
         public string Path { get; set; }
+        /// <summary>The file name (for sorting and display).</summary>
+        public string Name => System.IO.Path.GetFileName(Path);
         public ImageFormat Format { get; set; }
         /// <summary>qcow2 version (2 or 3); null for other formats.</summary>
         public int? Version { get; set; }

@@ -44,6 +44,13 @@ namespace QcowPS.Engine.Qcow2
             second.Result.CorruptionsFixed = first.Result.CorruptionsFixed;
             second.Result.LeaksFixed = first.Result.LeaksFixed;
             second.Result.Problems.InsertRange(0, first.Result.Problems);
+            if (second.Result.Corruptions == 0 && second.Result.CheckErrors == 0 && (Header.IsCorrupt || (Header.IsDirty && !_dirtyBitWritten)))
+            {
+                // Consistent again: the corrupt and dirty marks go (QEMU: qcow2_mark_consistent, qcow2_mark_clean).
+                Header.IncompatibleFeatures &= ~(ulong)(Qcow2IncompatibleFeatures.Corrupt | Qcow2IncompatibleFeatures.Dirty);
+                WriteHeader();
+                _file.Flush();
+            }
             return second.Result;
         }
 

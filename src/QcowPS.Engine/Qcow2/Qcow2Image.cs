@@ -64,10 +64,11 @@ namespace QcowPS.Engine.Qcow2
         {
             var header = Qcow2Header.Read(file);
             bool writable = options.Writable;
-            if (writable && header.IsCorrupt)
+            if (writable && header.IsCorrupt && !options.AllowCorrupt)
             {
-                // The corrupt bit forbids writes (spec); QEMU refuses read-write opens. We open read-only.
-                writable = false;
+                // The corrupt bit forbids writes (spec) until a repair; QEMU refuses read-write opens too.
+                throw new QcowException(QcowErrorKind.ReadOnly, file.Path,
+                    $"'{file.Path}' is marked corrupt, so it opens read-only; repair it with Repair-QcowImage -All before writing");
             }
             var image = new Qcow2Image(file, header, writable, options.L2CacheBytes);
             try

@@ -47,7 +47,10 @@ namespace QcowPS.Cmdlets
                     foreach (var e in ImageInspector.Extents(disk, Offset, length))
                     {
                         if (Allocated && e.ClusterType == ClusterType.Unallocated) continue;
-                        WriteObject(e);
+                        // Extents have their own view: the per-cluster columns (refcount, L2 entry) mean nothing here.
+                        var item = PSObject.AsPSObject(e);
+                        item.TypeNames.Insert(0, "QcowPS.QcowCluster#Extent");
+                        WriteObject(item);
                     }
                     return;
                 }

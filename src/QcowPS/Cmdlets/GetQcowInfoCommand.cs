@@ -21,15 +21,14 @@ namespace QcowPS.Cmdlets
             var options = ReadOptions(Format);
             // Like qemu-img info: the image's own fields need no backing file; -BackingChain opens them all.
             options.OpenBackingChain = BackingChain.IsPresent;
+            // Describe, close, then emit: a command later in the pipeline may want to open the image for writing.
+            var results = new System.Collections.Generic.List<QcowImageInfo>();
             using (var disk = DiskImage.Open(path, options))
             {
-                if (!BackingChain)
-                {
-                    WriteObject(ImageInspector.Describe(disk));
-                    return;
-                }
-                foreach (var layer in DiskImage.Layers(disk)) WriteObject(ImageInspector.Describe(layer));
+                if (!BackingChain) results.Add(ImageInspector.Describe(disk));
+                else foreach (var layer in DiskImage.Layers(disk)) results.Add(ImageInspector.Describe(layer));
             }
+            foreach (var info in results) WriteObject(info);
         }
     }
 }

@@ -22,26 +22,28 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
-            var options = ReadOptions(ImageFormat.Qcow2);
-            options.OpenBackingChain = false;
-            using (var disk = DiskImage.Open(path, options))
+            // Collect, close, then emit: Get-QcowSnapshot | Remove-QcowSnapshot opens the same image for writing.
+            var found = new System.Collections.Generic.List<QcowSnapshot>();
+            var errors = new System.Collections.Generic.List<ErrorRecord>();
+            using (var image = OpenQcow2(path))
             {
-                var image = (Qcow2Image)disk;
                 var patterns = Name?.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase)).ToArray();
                 foreach (var s in image.Snapshots)
                 {
                     if (patterns != null && !patterns.Any(p => p.IsMatch(s.Name))) continue;
                     if (Id != null && !Id.Contains(s.Id)) continue;
-                    WriteObject(ImageInspector.Describe(image, s));
+                    found.Add(ImageInspector.Describe(image, s));
                 }
                 // Asking for a name without wildcards that is not there is an error, as with Get-Item.
                 if (Name != null)
-                    foreach (var n in Name.Where(n => !WildcardPattern.ContainsWildcardCharacters(n) && !image.Snapshots.Any(s => s.Name == n)))
-                        WriteError(SnapshotNotFound(path, $"name '{n}'"));
+                    foreach (var n in Name.Where(n => !WildcardPattern.ContainsWildcardCharacters(n) && !image.Snapshots.Any(s => string.Equals(s.Name, n, System.StringComparison.OrdinalIgnoreCase))))
+                        errors.Add(SnapshotNotFound(path, $"name '{n}'"));
                 if (Id != null)
                     foreach (var id in Id.Where(id => !image.Snapshots.Any(s => s.Id == id)))
-                        WriteError(SnapshotNotFound(path, $"ID '{id}'"));
+                        errors.Add(SnapshotNotFound(path, $"ID '{id}'"));
             }
+            foreach (var s in found) WriteObject(s);
+            foreach (var e in errors) WriteError(e);
         }
 
         private static ErrorRecord SnapshotNotFound(string path, string what) =>

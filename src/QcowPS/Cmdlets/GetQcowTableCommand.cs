@@ -24,9 +24,7 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
-            var options = ReadOptions(ImageFormat.Qcow2);
-            options.OpenBackingChain = false;
-            using (var disk = DiskImage.Open(path, options))
+            using (var disk = OpenQcow2(path))
             {
                 foreach (var entry in ImageInspector.Table((Qcow2Image)disk, Table, Index, NonZero))
                 {

@@ -35,6 +35,17 @@ namespace QcowPS.Cmdlets
                     }
                     else
                     {
+                        // A name that exists as written is that file, even when it contains [ ] (vm[1].qcow2):
+                        // objects piped by their Path property must not be re-expanded as wildcards.
+                        if (WildcardPattern.ContainsWildcardCharacters(path))
+                        {
+                            string asWritten = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo literalProvider, out _);
+                            if (literalProvider?.ImplementingType == typeof(Microsoft.PowerShell.Commands.FileSystemProvider) && File.Exists(asWritten))
+                            {
+                                result.Add(asWritten);
+                                continue;
+                            }
+                        }
                         var resolved = SessionState.Path.GetResolvedProviderPathFromPSPath(path, out ProviderInfo provider);
                         if (!IsFileSystem(provider, path)) continue;
                         bool any = false;
@@ -114,6 +125,20 @@ namespace QcowPS.Cmdlets
         }
 
         protected OpenOptions ReadOptions(ImageFormat format) => new OpenOptions { Format = format, Writable = false };
+
+        /// <summary>Opens one image that must be qcow2 (snapshots, tables, writes), without its backing chain.</summary>
+        protected static Engine.Qcow2.Qcow2Image OpenQcow2(string path, bool writable = false, bool backingChain = false, bool allowCorrupt = false)
+        {
+            var disk = DiskImage.Open(path, new OpenOptions
+            {
+                Format = ImageFormat.Auto, Writable = writable, OpenBackingChain = backingChain, AllowCorrupt = allowCorrupt,
+                RepairDirty = !allowCorrupt,
+            });
+            if (disk is Engine.Qcow2.Qcow2Image image) return image;
+            var format = disk.Format;
+            disk.Dispose();
+            throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a {format} image; this needs a qcow2 image");
+        }
     }
 
     /// <summary>Base of the cmdlets that take existing images: -Path (wildcards) and -LiteralPath, by pipeline too.</summary>

@@ -9,7 +9,7 @@ using QcowPS.Infrastructure;
 namespace QcowPS.Cmdlets
 {
     /// <summary>Reads guest data, like qemu-io -c read / nbd_pread.</summary>
-    [Cmdlet(VerbsCommunications.Read, "QcowBlock", DefaultParameterSetName = PathSet)]
+    [Cmdlet(VerbsCommunications.Read, "QcowBlock", DefaultParameterSetName = PathSet, SupportsShouldProcess = true)]
     [OutputType(typeof(QcowBlock), typeof(byte[]))]
     public sealed class ReadQcowBlockCommand : ImageCmdlet
     {
@@ -38,13 +38,28 @@ namespace QcowPS.Cmdlets
         [ValidateNotNullOrEmpty]
         public string OutFile { get; set; }
 
+        /// <summary>Replace an existing -OutFile.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
         [Parameter]
         public ImageFormat Format { get; set; } = ImageFormat.Auto;
+
+        private string _outFileWritten;
 
         protected override void BeginProcessing()
         {
             if (Raw && OutFile != null)
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "-Raw and -OutFile cannot be used together."));
+        }
+
+        protected override void ProcessRecord()
+        {
+            var files = ResolveInputPaths();
+            if (OutFile != null && (files.Count > 1 || (_outFileWritten != null && files.Count > 0)))
+                ThrowTerminatingError(ErrorRecords.Argument("OneImagePerOutFile", OutFile,
+                    $"-OutFile '{OutFile}' takes the data of one image; several images were given."));
+            ForEachFile(files, ProcessImage);
         }
 
         protected override void ProcessImage(string path)
@@ -97,6 +112,16 @@ namespace QcowPS.Cmdlets
         private void CopyToFile(VirtualDisk disk, long length)
         {
             string target = ResolveNewPath(OutFile);
+            foreach (var layer in DiskImage.Layers(disk))
+            {
+                if (string.Equals(System.IO.Path.GetFullPath(layer.Path), System.IO.Path.GetFullPath(target), StringComparison.Ordinal))
+                    throw new QcowException(QcowErrorKind.InvalidArgument, target,
+                        $"-OutFile '{target}' is {(ReferenceEquals(layer, disk) ? "the image being read" : "a backing file of the image being read")}; choose another file");
+            }
+            if (File.Exists(target) && !Force)
+                throw new QcowException(QcowErrorKind.AlreadyExists, target, $"'{target}' already exists; use -Force to replace it");
+            if (!ShouldProcess(target, $"Write {length} bytes of guest data from '{disk.Path}'")) return;
+            _outFileWritten = target;
             const int chunk = 4 << 20;
             var buffer = new byte[(int)Math.Min(chunk, Math.Max(length, 1))];
             var progress = new ProgressRecord(1, $"Reading {disk.Path}", $"Writing {target}");
@@ -106,15 +131,23 @@ namespace QcowPS.Cmdlets
                 for (long done = 0; done < length;)
                 {
                     int n = (int)Math.Min(buffer.Length, length - done);
-                    // Unallocated and zero runs become holes in the output rather than written zeros.
+                    // Runs that read as zeros anywhere in the chain become holes in the output, not written zeros.
                     var extent = disk.GetChainExtent(Offset + done, n);
-                    if (extent.Type == ClusterType.Zero || extent.Type == ClusterType.ZeroAllocated ||
-                        (extent.Type == ClusterType.Unallocated && extent.Layer.Backing == null))
+                    if (extent.Type != ClusterType.Normal && extent.Type != ClusterType.Compressed)
                     {
                         n = (int)extent.Length;
                     }
                     else
                     {
+                        // Read data runs to their end, so the zero run after them is skipped, not written.
+                        long run = extent.Length;
+                        while (run < n)
+                        {
+                            var next = disk.GetChainExtent(Offset + done + run, n - run);
+                            if (next.Type != ClusterType.Normal && next.Type != ClusterType.Compressed) break;
+                            run += next.Length;
+                        }
+                        n = (int)Math.Min(n, run);
                         disk.Read(Offset + done, buffer, 0, n);
                         output.Position = done;
                         output.Write(buffer, 0, n);

@@ -25,8 +25,14 @@ namespace QcowPS.Infrastructure
             }
         }
 
-        public static ErrorRecord From(QcowException e, object target) =>
-            new ErrorRecord(e, e.ErrorId, CategoryOf(e.Kind), target ?? e.FilePath);
+        public static ErrorRecord From(QcowException e, object target)
+        {
+            var category = CategoryOf(e.Kind);
+            // I/O failures: reading or writing, as the engine's message says.
+            if (e.Kind == QcowErrorKind.IoError && (e.Message.StartsWith("Read", StringComparison.Ordinal) || e.Message.StartsWith("Cannot open", StringComparison.Ordinal)))
+                category = ErrorCategory.ReadError;
+            return new ErrorRecord(e, e.ErrorId, category, target ?? e.FilePath);
+        }
 
         public static ErrorRecord Make(string id, ErrorCategory category, object target, string message) =>
             new ErrorRecord(new InvalidOperationException(message), "QcowPS." + id, category, target);

@@ -32,7 +32,7 @@ namespace QcowPS.Infrastructure
             int shift = 0;
             if (m.Groups["u"].Success)
                 shift = 10 * ("kmgtpe".IndexOf(char.ToLowerInvariant(m.Groups["u"].Value[0])) + 1);
-            decimal bytes = n * (decimal)Math.Pow(2, shift);
+            decimal bytes = n * (decimal)(1L << shift);
             if (bytes > long.MaxValue)
                 throw new ArgumentTransformationMetadataException($"'{text}' is larger than the largest size ({long.MaxValue} bytes).");
             if (bytes != decimal.Truncate(bytes))

@@ -1,0 +1,58 @@
+using System.Management.Automation;
+using QcowPS.Engine.Qcow2;
+using QcowPS.Infrastructure;
+
+namespace QcowPS.Cmdlets
+{
+    /// <summary>Repairs an image, like qemu-img check -r leaks / -r all.</summary>
+    [Cmdlet(VerbsDiagnostic.Repair, "QcowImage", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(QcowCheckResult))]
+    public sealed class RepairQcowImageCommand : ImageCmdlet
+    {
+        /// <summary>Fix leaked clusters only (the default).</summary>
+        [Parameter]
+        public SwitchParameter Leaks { get; set; }
+
+        /// <summary>Fix leaks and corruptions.</summary>
+        [Parameter]
+        public SwitchParameter All { get; set; }
+
+        protected override void BeginProcessing()
+        {
+            if (Leaks && All)
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "Use -Leaks or -All, not both."));
+        }
+
+        protected override void ProcessImage(string path)
+        {
+            var mode = All ? Qcow2RepairMode.All : Qcow2RepairMode.Leaks;
+            // First a read-only check: nothing is opened for writing when there is nothing to fix (or -WhatIf).
+            QcowCheckResult found;
+            using (var image = OpenQcow2(path))
+                found = image.Check(Qcow2RepairMode.None);
+            bool needed = found.Leaks > 0 || (mode == Qcow2RepairMode.All && (found.Corruptions > 0 || IsMarked(path)));
+            if (!needed)
+            {
+                found.Path = path;
+                WriteObject(found);
+                return;
+            }
+            string what = mode == Qcow2RepairMode.All
+                ? $"Repair {found.Corruptions} corruptions and {found.Leaks} leaks"
+                : $"Repair {found.Leaks} leaked clusters";
+            if (!ShouldProcess(path, what)) return;
+            using (var image = OpenQcow2(path, writable: true, allowCorrupt: true))
+            {
+                var result = image.Check(mode);
+                result.Path = path;
+                WriteObject(result);
+            }
+        }
+
+        /// <summary>A consistent image may still carry the corrupt or dirty mark, which -All clears.</summary>
+        private static bool IsMarked(string path)
+        {
+            using (var image = OpenQcow2(path)) return image.Header.IsCorrupt || image.Header.IsDirty;
+        }
+    }
+}
