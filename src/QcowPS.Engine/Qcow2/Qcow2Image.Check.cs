@@ -217,6 +217,7 @@ namespace QcowPS.Engine.Qcow2
 
             private void CheckL2(byte[] table, bool active)
             {
+                _nextContiguous = 0;  // as QEMU: contiguity is judged within one L2 table
                 for (int i = 0; i < H.L2Entries; i++)
                 {
                     var e = _image.ReadL2Entry(table, i);

@@ -1,0 +1,128 @@
+using System;
+using System.Diagnostics;
+using System.IO;
+using System.Threading;
+using QcowPS.Engine.Qcow2;
+using QcowPS.Engine.Tests.Infrastructure;
+using Xunit;
+
+namespace QcowPS.Engine.Tests
+{
+    public class LockingTests
+    {
+        [Fact]
+        public void SecondWriterIsRefusedWithInUse()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("a.qcow2");
+            Qcow2Creator.Create(path, new Qcow2CreateOptions { Size = 1 << 20 });
+            using var first = DiskImage.Open(path, new OpenOptions { Writable = true });
+            var e = Assert.Throws<QcowException>(() => DiskImage.Open(path, new OpenOptions { Writable = true }));
+            Assert.Equal(QcowErrorKind.InUse, e.Kind);
+            Assert.Contains("in use", e.Message);
+            // A reader of a file being written is refused too (it could see a half-written state).
+            Assert.Equal(QcowErrorKind.InUse, Assert.Throws<QcowException>(() => DiskImage.Open(path)).Kind);
+            // Readers share with each other once the writer is gone.
+            first.Dispose();
+            using var r1 = DiskImage.Open(path);
+            using var r2 = DiskImage.Open(path);
+            Assert.Equal(QcowErrorKind.InUse, Assert.Throws<QcowException>(() => DiskImage.Open(path, new OpenOptions { Writable = true })).Kind);
+        }
+
+        [SkippableFact]
+        public void QemuSeesOurLockAndWeSeeQemus()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            string path = dir.File("a.qcow2");
+            Qcow2Creator.Create(path, new Qcow2CreateOptions { Size = 1 << 20 });
+            using (DiskImage.Open(path, new OpenOptions { Writable = true }))
+            {
+                var (code, _, stderr) = Qemu.TryRun("qemu-img", "info", path);
+                Assert.NotEqual(0, code);
+                Assert.Contains("lock", stderr);
+            }
+            // qemu-io holds the image open for writing while its sleep command runs.
+            var psi = new ProcessStartInfo("qemu-io") { RedirectStandardOutput = true, UseShellExecute = false };
+            foreach (var a in new[] { "-f", "qcow2", "-c", "sleep 4000", path }) psi.ArgumentList.Add(a);
+            using var qemu = Process.Start(psi);
+            try
+            {
+                QcowException e = null;
+                for (int i = 0; i < 100 && e == null; i++)
+                {
+                    try { DiskImage.Open(path, new OpenOptions { Writable = true }).Dispose(); Thread.Sleep(50); }
+                    catch (QcowException x) { e = x; }
+                }
+                Assert.NotNull(e);
+                Assert.Equal(QcowErrorKind.InUse, e.Kind);
+                // Force-share reading (qemu-img -U) still works.
+                using var shared = DiskImage.Open(path, new OpenOptions { Lock = IO.LockMode.None });
+                Assert.Equal(1 << 20, shared.Length);
+            }
+            finally
+            {
+                if (!qemu.WaitForExit(20000)) qemu.Kill();
+            }
+        }
+    }
+
+    public class ResizeTests
+    {
+        [SkippableFact]
+        public void GrowBeyondTheL1TableShrinkAndSnapshots()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            string path = dir.File("r.qcow2");
+            Qcow2Creator.Create(path, new Qcow2CreateOptions { Size = 1 << 20, ClusterSize = 4096 });
+            var data = new byte[200_000];
+            new Random(3).NextBytes(data);
+            using (var image = (Qcow2Image)DiskImage.Open(path, new OpenOptions { Writable = true }))
+            {
+                image.Write(100_000, data, 0, data.Length);
+                uint l1Before = image.Header.L1Size;
+                image.Resize(10L << 30, false);  // 4 KiB clusters: needs a much larger L1 table
+                Assert.True(image.Header.L1Size > l1Before);
+                image.Write((10L << 30) - 4096, data, 0, 4096);
+            }
+            Qemu.AssertClean(path);
+            Assert.Equal(10L << 30, Qemu.Json("info", "--output=json", path).GetProperty("virtual-size").GetInt64());
+            Qemu.IoCommands(path, "qcow2", $"read -v {100_000} 16");
+
+            using (var image = (Qcow2Image)DiskImage.Open(path, new OpenOptions { Writable = true }))
+            {
+                var e = Assert.Throws<QcowException>(() => image.Resize(1 << 20, false));
+                Assert.Contains("AllowShrink", e.Message);
+                Assert.Equal(10L << 30, image.Length);
+                image.Resize(200_000, true);
+                Assert.Equal(200_192, image.Length);  // rounded up to 512
+            }
+            Qemu.AssertClean(path);
+            using (var disk = DiskImage.Open(path))
+            {
+                var back = new byte[200_192 - 100_000];
+                disk.Read(100_000, back, 0, back.Length);
+                Assert.True(back.AsSpan().SequenceEqual(data.AsSpan(0, back.Length)), "data below the new end survived the shrink");
+            }
+            Assert.True(new FileInfo(path).Length < 1 << 20, "the shrunk image gave back its tail");
+
+            using (var image = (Qcow2Image)DiskImage.Open(path, new OpenOptions { Writable = true }))
+            {
+                image.CreateSnapshot("s");
+                var e = Assert.Throws<QcowException>(() => image.Resize(4096, true));
+                Assert.Contains("snapshots", e.Message);
+                image.Resize(1 << 30, false);  // growing with snapshots is fine on v3
+            }
+            Qemu.AssertClean(path);
+            Assert.Equal(1L << 30, Qemu.Json("info", "--output=json", path).GetProperty("virtual-size").GetInt64());
+            Assert.Equal(200_192, SnapshotDiskSize(path));  // the snapshot keeps its own disk size
+        }
+
+        private static long SnapshotDiskSize(string path)
+        {
+            using var image = (Qcow2Image)DiskImage.Open(path);
+            return (long)image.Snapshots[0].DiskSize.Value;
+        }
+    }
+}
