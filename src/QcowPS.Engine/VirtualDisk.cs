@@ -43,6 +43,8 @@ namespace QcowPS.Engine
         public ClusterType Type;
         public int Depth;
         public long HostOffset;
+        /// <summary>For compressed runs: the L2 entry in the layer that holds it.</summary>
+        public ulong L2Raw;
         public VirtualDisk Layer;
 
         /// <summary>Allocated somewhere in the chain (qemu-img map's "present").</summary>
@@ -132,7 +134,7 @@ namespace QcowPS.Engine
                     return new ChainExtent
                     {
                         Offset = offset, Length = maxLength, Type = e.Type, Depth = depth,
-                        HostOffset = e.HostOffset, Layer = layer,
+                        HostOffset = e.HostOffset, L2Raw = e.L2Raw, Layer = layer,
                     };
                 }
                 maxLength = Math.Min(maxLength, layer.Backing.Length - offset);

@@ -24,7 +24,11 @@ namespace QcowPS.Engine.Compression
         /// followed by unrelated bytes (sector padding, the next cluster). Returns false when the data
         /// is not a valid stream or does not yield a whole cluster.
         /// </summary>
-        public abstract bool Decompress(byte[] source, int sourceLength, byte[] destination, int length);
+        public bool Decompress(byte[] source, int sourceLength, byte[] destination, int length) =>
+            Decompress(source, sourceLength, destination, length, out _);
+
+        /// <summary>As Decompress, also telling how many input bytes the stream used (to copy it without recompressing).</summary>
+        public abstract bool Decompress(byte[] source, int sourceLength, byte[] destination, int length, out int consumed);
 
         /// <summary>
         /// Compresses source[0..length) into destination; returns the compressed size, or -1 when it

@@ -75,8 +75,9 @@ namespace QcowPS.Engine.Compression
 
         public DeflateCodec(int level = DefaultLevel) { _level = level; }
 
-        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int length)
+        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
         {
+            consumed = sourceLength;
             if (!NativeAvailable) return DecompressManaged(source, sourceLength, destination, length);
             if (_inflater == null)
             {
@@ -100,6 +101,7 @@ namespace QcowPS.Engine.Compression
                 _inflater->NextOut = dst;
                 _inflater->AvailOut = (uint)length;
                 int ret = Inflate(_inflater, ZFinish);
+                consumed = sourceLength - (int)_inflater->AvailIn;
                 // As QEMU: success when a whole cluster came out, whether or not the stream ended there.
                 return (ret == ZStreamEnd || ret == ZBufError || ret == ZOk) && _inflater->AvailOut == 0;
             }

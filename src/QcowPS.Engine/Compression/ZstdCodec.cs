@@ -16,8 +16,9 @@ namespace QcowPS.Engine.Compression
 
         public ZstdCodec(int level = DefaultLevel) { _level = level; }
 
-        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int length)
+        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
         {
+            consumed = 0;
             if (_decompressor == null) _decompressor = new Decompressor();
             else _decompressor.ResetStream();
             int consumedTotal = 0, writtenTotal = 0;
@@ -28,14 +29,15 @@ namespace QcowPS.Engine.Compression
                     var status = _decompressor.UnwrapStream(
                         new ReadOnlySpan<byte>(source, consumedTotal, sourceLength - consumedTotal),
                         new Span<byte>(destination, writtenTotal, length - writtenTotal),
-                        out int consumed, out int written);
-                    consumedTotal += consumed;
+                        out int usedNow, out int written);
+                    consumedTotal += usedNow;
                     writtenTotal += written;
-                    if (consumed == 0 && written == 0) break;  // no progress: truncated or ended early
+                    if (usedNow == 0 && written == 0) break;  // no progress: truncated or ended early
                     if (status == System.Buffers.OperationStatus.InvalidData) return false;
                 }
             }
             catch (ZstdException) { return false; }
+            consumed = consumedTotal;
             return writtenTotal == length;
         }
 

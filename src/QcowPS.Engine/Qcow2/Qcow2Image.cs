@@ -282,6 +282,7 @@ namespace QcowPS.Engine.Qcow2
 
         public Qcow2Snapshot Snapshot { get; }
         public int ClusterSize => _image.ClusterSize;
+        public Qcow2Image Image => _image;
 
         public Qcow2SnapshotView(Qcow2Image image, Qcow2Snapshot snapshot, ulong[] l1, long length)
         {

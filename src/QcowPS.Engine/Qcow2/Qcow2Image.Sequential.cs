@@ -1,0 +1,104 @@
+using System;
+
+namespace QcowPS.Engine.Qcow2
+{
+    // Filling a new image in guest order (conversion): whole clusters at a time, data in large
+    // contiguous writes, compressed streams packed back to back (QEMU: qcow2_alloc_bytes).
+    public sealed partial class Qcow2Image
+    {
+        /// <summary>Next free byte in the host cluster compressed streams are being packed into (0: none).</summary>
+        private long _compressedTail;
+
+        /// <summary>Writes count whole guest clusters starting at guestCluster into new contiguous host clusters.</summary>
+        internal void WriteNewClusters(long guestCluster, byte[] data, int offset, int count)
+        {
+            lock (_gate)
+            {
+                ThrowIfReadOnly();
+                int cs = ClusterSize;
+                long l2Entries = Header.L2Entries;
+                while (count > 0)
+                {
+                    long l1Index = guestCluster / l2Entries;
+                    int l2Index = (int)(guestCluster % l2Entries);
+                    int n = (int)Math.Min(count, l2Entries - l2Index);
+                    var (table, l2Offset) = L2TableForWrite(l1Index);
+                    long host = Header.HasExternalDataFile ? guestCluster << ClusterBits : AllocateClusters(n);
+                    _dataFile.WriteAt(host, data, offset, n * cs);
+                    ulong bitmap = Header.HasExtendedL2 ? 0xFFFF_FFFFUL : 0;
+                    for (int j = 0; j < n; j++)
+                    {
+                        ReleaseEntry(ReadL2Entry(table, l2Index + j));
+                        SetL2Entry(table, l2Offset, l2Index + j, (ulong)(host + ((long)j << ClusterBits)) | L2Entry.CopiedFlag, bitmap);
+                    }
+                    guestCluster += n;
+                    offset += n * cs;
+                    count -= n;
+                }
+            }
+        }
+
+        /// <summary>Stores one compressed cluster's stream, packed after the previous one.</summary>
+        internal void WriteCompressedCluster(long guestCluster, byte[] stream, int length)
+        {
+            lock (_gate)
+            {
+                ThrowIfReadOnly();
+                if (Header.HasExternalDataFile)
+                    throw QcowException.Unsupported(Path, "Images with an external data file cannot hold compressed clusters");
+                long l1Index = guestCluster / Header.L2Entries;
+                int l2Index = (int)(guestCluster % Header.L2Entries);
+                var (table, l2Offset) = L2TableForWrite(l1Index);
+                long offset = AllocateBytes(length);
+                _file.WriteAt(offset, stream, 0, length);
+                long sectors = ((offset + length - 1) >> 9) - (offset >> 9) + 1;
+                int shift = L2Entry.CompressedSizeShift(ClusterBits);
+                ulong entry = L2Entry.CompressedFlag | ((ulong)(sectors - 1) << shift) | (ulong)offset;
+                ReleaseEntry(ReadL2Entry(table, l2Index));
+                SetL2Entry(table, l2Offset, l2Index, entry, 0);
+            }
+        }
+
+        /// <summary>
+        /// Byte-granular allocation for compressed streams: continue in the current host cluster, spill
+        /// into the next one when it is free and contiguous, else start a new run. Every host cluster
+        /// a stream touches gains one reference (one per user).
+        /// </summary>
+        private long AllocateBytes(int length)
+        {
+            int cs = ClusterSize;
+            long tail = _compressedTail;
+            if (tail != 0 && (tail & (cs - 1)) != 0)
+            {
+                long current = tail >> ClusterBits;
+                int free = (int)(cs - (tail & (cs - 1)));
+                if (length <= free)
+                {
+                    ChangeRefcount(current, +1);
+                    _compressedTail = tail + length;
+                    return tail;
+                }
+                int more = (length - free + cs - 1) / cs;
+                long next = FindFreeClusters(more);
+                try
+                {
+                    if (next == current + 1)
+                    {
+                        ChangeRefcount(current, +1);
+                        for (long c = next; c < next + more; c++) ChangeRefcount(c, +1);
+                        if (_freeClusterHint == next) _freeClusterHint = next + more;
+                        _compressedTail = tail + length;
+                        return tail;
+                    }
+                }
+                finally
+                {
+                    for (long c = next; c < next + more; c++) _reservedClusters.Remove(c);
+                }
+            }
+            long start = AllocateClusters((length + cs - 1) / cs);
+            _compressedTail = start + length;
+            return start;
+        }
+    }
+}

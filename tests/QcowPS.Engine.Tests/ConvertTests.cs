@@ -1,0 +1,168 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using QcowPS.Engine.Operations;
+using QcowPS.Engine.Qcow2;
+using QcowPS.Engine.Tests.Infrastructure;
+using Xunit;
+
+namespace QcowPS.Engine.Tests
+{
+    /// <summary>Every image kind the read tests make converts to qcow2 (plain, zlib, zstd, other cluster size, v2) and raw.</summary>
+    public class ConvertTests
+    {
+        public static IEnumerable<object[]> Targets() => new[]
+        {
+            new object[] { "qcow2" }, new object[] { "zlib" }, new object[] { "zstd" }, new object[] { "4k" },
+            new object[] { "v2" }, new object[] { "raw" },
+        };
+
+        public static IEnumerable<object[]> KindsAndTargets()
+        {
+            foreach (var k in TestImages.Kinds)
+                foreach (var t in Targets())
+                    yield return new object[] { k, t[0] };
+        }
+
+        private static ConvertOptions OptionsFor(string target) => target switch
+        {
+            "qcow2" => new ConvertOptions(),
+            "zlib" => new ConvertOptions { Compress = true },
+            "zstd" => new ConvertOptions { Compress = true, CompressionType = Qcow2CompressionType.Zstd },
+            "4k" => new ConvertOptions { ClusterSize = 4096 },
+            "v2" => new ConvertOptions { Version = 2 },
+            "raw" => new ConvertOptions { DestinationFormat = ImageFormat.Raw },
+            _ => throw new ArgumentException(target),
+        };
+
+        [SkippableTheory]
+        [MemberData(nameof(KindsAndTargets))]
+        public void ConvertsAndQemuAgrees(string kind, string target)
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            var image = TestImages.Make(dir, kind);
+            string dest = dir.File("out." + (target == "raw" ? "raw" : "qcow2"));
+            var options = OptionsFor(target);
+            options.Threads = 2;
+            QcowConversionResult result;
+            using (var source = DiskImage.Open(image.Path))
+                result = ImageConverter.Convert(source, dest, options);
+            Assert.Equal(dest, result.Destination);
+            Assert.True(File.Exists(dest));
+            var (code, stdout, stderr) = Qemu.TryRun("qemu-img", "compare", "-f", image.Format, "-F", target == "raw" ? "raw" : "qcow2", image.Path, dest);
+            Assert.True(code == 0, $"qemu-img compare {kind} -> {target}: {stdout}{stderr}");
+            if (target != "raw") Qemu.AssertClean(dest);
+            if (target == "zlib" || target == "zstd")
+                Assert.True(result.CompressedClusters > 0 || kind.StartsWith("v3-") || kind == "extl2", $"{kind}: nothing compressed");
+            Assert.Empty(Directory.GetFiles(dir.Path, ".*qcowps-*"));
+        }
+
+        [SkippableFact]
+        public void SnapshotAndBackingFileConversions()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            var image = TestImages.Make(dir, "snapshots");
+            using (var source = (Qcow2Image)DiskImage.Open(image.Path))
+            using (var view = source.OpenSnapshot("first"))
+                ImageConverter.Convert(view, dir.File("first.qcow2"), new ConvertOptions());
+            string expected = dir.File("first.raw");
+            Qemu.Img("convert", "-O", "raw", "-l", "snapshot.name=first", image.Path, expected);
+            Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", "-f", "raw", "-F", "qcow2", expected, dir.File("first.qcow2")).exitCode);
+
+            // -BackingFile: the output holds only what differs from the backing image, and reads as the source.
+            string baseImg = dir.File("base.qcow2");
+            using (var source = DiskImage.Open(image.Path))
+                ImageConverter.Convert(source, baseImg, new ConvertOptions());
+            using (var img = (Qcow2Image)DiskImage.Open(image.Path, new OpenOptions { Writable = true }))
+            {
+                img.Write(12345, new byte[] { 1, 2, 3 }, 0, 3);
+                img.WriteZeroes(64 * 1024, 64 * 1024);  // zero where the backing file has data
+            }
+            string delta = dir.File("delta.qcow2");
+            QcowConversionResult result;
+            using (var source = DiskImage.Open(image.Path))
+                result = ImageConverter.Convert(source, delta, new ConvertOptions { BackingFile = "base.qcow2", BackingFormat = "qcow2" });
+            Assert.Equal(1, result.DataClusters);
+            Assert.True(result.ZeroClusters >= 1);
+            Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", image.Path, delta).exitCode);
+            Qemu.AssertClean(delta);
+            Assert.Equal("base.qcow2", Qemu.Json("info", "--output=json", delta).GetProperty("backing-filename").GetString());
+        }
+
+        [SkippableFact]
+        public void QemuReadsOurCompressedClustersAndWeCopyThemWithoutRecompressing()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            string raw = dir.File("src.raw");
+            TestImages.WriteMixedRaw(raw, 6 << 20, 21);
+            string first = dir.File("c1.qcow2"), second = dir.File("c2.qcow2");
+            using (var source = DiskImage.Open(raw, new OpenOptions { Format = ImageFormat.Raw }))
+                ImageConverter.Convert(source, first, new ConvertOptions { Compress = true });
+            Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", "-f", "raw", raw, first).exitCode);
+            Qemu.IoCommands(first, "qcow2", "read 0 6M");
+            QcowConversionResult again;
+            using (var source = DiskImage.Open(first))
+                again = ImageConverter.Convert(source, second, new ConvertOptions { Compress = true });
+            // Copied streams: the second file is no larger than the first.
+            Assert.True(new FileInfo(second).Length <= new FileInfo(first).Length);
+            Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", first, second).exitCode);
+            Qemu.AssertClean(second);
+        }
+
+        [SkippableFact]
+        public void CancellationAndAFullDiskLeaveNoDestinationAndAnUnchangedSource()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            string raw = dir.File("src.raw");
+            TestImages.WriteMixedRaw(raw, 32 << 20, 5);
+            string src = dir.File("src.qcow2");
+            Qemu.Img("convert", "-O", "qcow2", raw, src);
+            var before = File.ReadAllBytes(src);
+
+            using (var cts = new CancellationTokenSource())
+            using (var source = DiskImage.Open(src))
+            {
+                var options = new ConvertOptions
+                {
+                    Compress = true, Cancellation = cts.Token,
+                    Progress = (doneBytes, total) => { if (doneBytes > (4 << 20)) cts.Cancel(); },
+                };
+                Assert.ThrowsAny<OperationCanceledException>(() => ImageConverter.Convert(source, dir.File("out.qcow2"), options));
+            }
+            Assert.False(File.Exists(dir.File("out.qcow2")));
+
+            foreach (var format in new[] { ImageFormat.Qcow2, ImageFormat.Raw })
+            {
+                var plan = new FaultInjectingFile.Plan { FailAt = 40, WritesOnly = true };
+                using var source = DiskImage.Open(src);
+                var e = Assert.Throws<QcowException>(() => ImageConverter.Convert(source, dir.File("full.out"),
+                    new ConvertOptions { DestinationFormat = format, WrapDestination = f => new FaultInjectingFile(f, plan) }));
+                Assert.Equal(QcowErrorKind.IoError, e.Kind);
+                Assert.False(File.Exists(dir.File("full.out")));
+            }
+            Assert.True(before.AsSpan().SequenceEqual(File.ReadAllBytes(src)), "the source changed");
+            Assert.Equal(new[] { raw, src }.OrderBy(x => x), Directory.GetFiles(dir.Path).OrderBy(x => x));
+        }
+
+        [SkippableFact]
+        public void ExistingDestinationNeedsOverwrite()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            var image = TestImages.Make(dir, "v3-64k");
+            File.WriteAllText(dir.File("out.qcow2"), "keep");
+            using var source = DiskImage.Open(image.Path);
+            var e = Assert.Throws<QcowException>(() => ImageConverter.Convert(source, dir.File("out.qcow2"), new ConvertOptions()));
+            Assert.Equal(QcowErrorKind.AlreadyExists, e.Kind);
+            Assert.Equal("keep", File.ReadAllText(dir.File("out.qcow2")));
+            ImageConverter.Convert(source, dir.File("out.qcow2"), new ConvertOptions { Overwrite = true });
+            Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", image.Path, dir.File("out.qcow2")).exitCode);
+        }
+    }
+}
