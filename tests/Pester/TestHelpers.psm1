@@ -188,6 +188,126 @@ function Export-QemuRaw {
     return $Destination
 }
 
+function Get-QemuCheck {
+    <#
+        qemu-img check --output=json (with -Repair, check -r leaks / -r all), whatever its exit code:
+        ExitCode (0 clean, 1 check error, 2 corruptions, 3 leaks), Result (the parsed JSON; qemu-img leaves
+        out 'leaks', 'corruptions', '...-fixed' when they are 0; $null when qemu-img gave up, exit code 1 and
+        no report) and Messages (the problem lines it prints).
+        Leaks, Corruptions, LeaksFixed and CorruptionsFixed are given as numbers, 0 when absent.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory, Position = 0)][string]$Path,
+        [ValidateSet('leaks', 'all')][string]$Repair
+    )
+    $start = [System.Diagnostics.ProcessStartInfo]::new('qemu-img')
+    $arguments = @('check', '--output=json')
+    if ($Repair) { $arguments += @('-r', $Repair) }
+    foreach ($a in $arguments + $Path) { $start.ArgumentList.Add($a) }
+    $start.RedirectStandardOutput = $true
+    $start.RedirectStandardError = $true
+    $start.UseShellExecute = $false
+    $process = [System.Diagnostics.Process]::Start($start)
+    try {
+        $stderr = $process.StandardError.ReadToEndAsync()
+        $stdout = $process.StandardOutput.ReadToEnd()
+        $process.WaitForExit()
+        $errText = $stderr.GetAwaiter().GetResult()
+        $exit = $process.ExitCode
+    } finally {
+        $process.Dispose()
+    }
+    # Exit 1 without a report: qemu-img gave up, e.g. 'check -r leaks' on an image whose refcount structures
+    # need rebuilding. That is an answer too (ExitCode 1, no Result); anything else is a failure of the tool.
+    $gaveUp = $exit -eq 1 -and -not $stdout.Trim()
+    if (-not $gaveUp -and ($exit -notin 0, 1, 2, 3 -or -not $stdout.Trim())) {
+        throw "qemu-img $($arguments -join ' ') $Path failed (exit $exit): $errText $stdout"
+    }
+    $json = if ($gaveUp) { [pscustomobject]@{} } else { $stdout | ConvertFrom-Json }
+    function Count($name) { if ($json.PSObject.Properties[$name]) { [long]$json.$name } else { 0 } }
+    [pscustomobject]@{
+        ExitCode          = $exit
+        Result            = if ($gaveUp) { $null } else { $json }
+        Corruptions       = Count 'corruptions'
+        Leaks             = Count 'leaks'
+        CheckErrors       = Count 'check-errors'
+        CorruptionsFixed  = Count 'corruptions-fixed'
+        LeaksFixed        = Count 'leaks-fixed'
+        AllocatedClusters = Count 'allocated-clusters'
+        TotalClusters     = Count 'total-clusters'
+        FragmentedClusters = Count 'fragmented-clusters'
+        CompressedClusters = Count 'compressed-clusters'
+        ImageEndOffset    = Count 'image-end-offset'
+        Messages          = @($errText -split '\r?\n' | Where-Object { $_.Trim() })
+    }
+}
+
+function Get-QemuIoPatternMismatch {
+    <#
+        Reads ranges with qemu-io 'read -P pattern offset length' and returns what did not match: nothing when
+        every range holds its pattern, else qemu-io's complaints. Use it as
+            Get-QemuIoPatternMismatch $img '0x11 0 64k', '0 64k 64k' | Should -BeNullOrEmpty
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [Parameter(Mandatory, Position = 0)][string]$Path,
+        [Parameter(Mandatory, Position = 1)][string[]]$Check,
+        [string]$Format = 'qcow2'
+    )
+    $arguments = @('-f', $Format)
+    foreach ($c in $Check) { $arguments += @('-c', "read -P $c") }
+    $arguments += $Path
+    $output = @(& qemu-io @arguments 2>&1 | ForEach-Object { "$_" })
+    $exit = $LASTEXITCODE
+    $problems = @($output | Where-Object { $_ -match 'fail|error|not found|invalid|cannot' })
+    $reads = @($output | Where-Object { $_ -match '^read \d+/\d+ bytes at offset \d+' })
+    if ($exit -ne 0) { $problems += "qemu-io exited $exit" }
+    if ($reads.Count -ne $Check.Count) { $problems += "qemu-io completed $($reads.Count) of $($Check.Count) reads: $($output -join ' | ')" }
+    if ($problems) { return ($problems -join "`n") }
+}
+
+function Start-QemuIoHolder {
+    <#
+        Starts qemu-io on an image, opened read-write as a running VM would hold it, and returns the process once
+        QEMU's image lock is visible (qemu-img info can no longer open the image). Stop it with Stop-QemuIoHolder.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, Position = 0)][string]$Path, [string]$Format = 'qcow2')
+    $start = [System.Diagnostics.ProcessStartInfo]::new('qemu-io')
+    foreach ($a in '-f', $Format, $Path) { $start.ArgumentList.Add($a) }
+    $start.RedirectStandardInput = $true
+    $start.RedirectStandardOutput = $true
+    $start.RedirectStandardError = $true
+    $process = [System.Diagnostics.Process]::Start($start)
+    $deadline = [DateTime]::UtcNow.AddSeconds(10)
+    do {
+        Start-Sleep -Milliseconds 100
+        & qemu-img info $Path *> $null
+    } while ($LASTEXITCODE -eq 0 -and -not $process.HasExited -and [DateTime]::UtcNow -lt $deadline)
+    if ($LASTEXITCODE -eq 0) {
+        Stop-QemuIoHolder $process
+        throw "qemu-io did not take the lock of '$Path' within 10 seconds"
+    }
+    return $process
+}
+
+function Stop-QemuIoHolder {
+    <# Ends a qemu-io started by Start-QemuIoHolder (it quits at the end of its input) and waits for it. #>
+    [CmdletBinding()]
+    param([Parameter(Position = 0)][System.Diagnostics.Process]$Process)
+    if (-not $Process) { return }
+    try {
+        if (-not $Process.HasExited) {
+            $Process.StandardInput.Close()
+            if (-not $Process.WaitForExit(5000)) { $Process.Kill(); $Process.WaitForExit() }
+        }
+    } finally {
+        $Process.Dispose()
+    }
+}
+
 # --- Folders and bytes -------------------------------------------------------------------------------
 
 function New-QcowTestFolder {
@@ -251,6 +371,40 @@ function New-FilledBytes {
     return , $bytes
 }
 
+function New-RandomBytes {
+    <# Bytes from a seeded generator: data that no pattern or zero check could mistake for something else. #>
+    [CmdletBinding()]
+    [OutputType([byte[]])]
+    param([Parameter(Mandatory)][int]$Length, [int]$Seed = 1)
+    $bytes = [byte[]]::new($Length)
+    [System.Random]::new($Seed).NextBytes($bytes)
+    return , $bytes
+}
+
+function Set-FileBigEndian {
+    <#
+        Overwrites an unsigned big-endian integer of 2, 4 or 8 bytes in a file (qcow2 metadata is big-endian):
+        how the tests damage images on purpose. Offsets come from Get-QcowTable / Get-QcowInfo.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)][string]$Path,
+        [Parameter(Mandatory)][long]$Offset,
+        [Parameter(Mandatory)][UInt64]$Value,
+        [ValidateSet(2, 4, 8)][int]$Size = 8
+    )
+    $bytes = [BitConverter]::GetBytes($Value)
+    [Array]::Reverse($bytes)
+    $stream = [IO.File]::Open($Path, [IO.FileMode]::Open, [IO.FileAccess]::ReadWrite, [IO.FileShare]::None)
+    try {
+        if ($Offset + $Size -gt $stream.Length) { throw "Offset $Offset is past the end of '$Path'" }
+        $stream.Position = $Offset
+        $stream.Write($bytes, 8 - $Size, $Size)
+    } finally {
+        $stream.Dispose()
+    }
+}
+
 function Get-TextLineStats {
     <# Lines of formatted output: their count and the longest line's length. #>
     [CmdletBinding()]
@@ -266,6 +420,7 @@ Export-ModuleMember -Function @(
     'Get-QcowPSModulePath', 'Import-QcowPSModule',
     'Get-QemuToolProblem', 'Test-SkipWithoutQemu', 'Assert-QemuTools',
     'Invoke-QemuImg', 'Invoke-QemuIo', 'New-QemuImage', 'Get-QemuImageInfo', 'Get-QemuMap', 'Export-QemuRaw',
+    'Get-QemuCheck', 'Get-QemuIoPatternMismatch', 'Start-QemuIoHolder', 'Stop-QemuIoHolder',
     'New-QcowTestFolder', 'Remove-QcowTestFolder',
-    'Get-FileBytes', 'Get-BytesHash', 'New-FilledBytes', 'Get-TextLineStats'
+    'Get-FileBytes', 'Get-BytesHash', 'New-FilledBytes', 'New-RandomBytes', 'Set-FileBigEndian', 'Get-TextLineStats'
 )

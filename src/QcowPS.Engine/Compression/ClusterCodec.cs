@@ -34,7 +34,11 @@ namespace QcowPS.Engine.Compression
         /// Compresses source[0..length) into destination; returns the compressed size, or -1 when it
         /// would not be smaller than maxLength (then the cluster is stored uncompressed, as QEMU does).
         /// </summary>
-        public abstract int Compress(byte[] source, int length, byte[] destination, int maxLength);
+        public int Compress(byte[] source, int length, byte[] destination, int maxLength) =>
+            Compress(source, 0, length, destination, maxLength);
+
+        /// <summary>As Compress, for the cluster at source[offset..offset+length).</summary>
+        public abstract int Compress(byte[] source, int offset, int length, byte[] destination, int maxLength);
 
         public virtual void Dispose() { }
     }

@@ -127,7 +127,7 @@ namespace QcowPS.Engine.Compression
             catch (InvalidDataException) { return false; }
         }
 
-        public override int Compress(byte[] source, int length, byte[] destination, int maxLength)
+        public override int Compress(byte[] source, int offset, int length, byte[] destination, int maxLength)
         {
             if (!NativeAvailable)
                 throw new QcowException(QcowErrorKind.Unsupported,
@@ -140,7 +140,7 @@ namespace QcowPS.Engine.Compression
                 fixed (byte* src = source)
                 fixed (byte* dst = destination)
                 {
-                    z.NextIn = src;
+                    z.NextIn = src + offset;
                     z.AvailIn = (uint)length;
                     z.NextOut = dst;
                     z.AvailOut = (uint)Math.Min(maxLength, destination.Length);

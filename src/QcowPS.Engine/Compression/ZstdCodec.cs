@@ -6,17 +6,49 @@ namespace QcowPS.Engine.Compression
     /// <summary>
     /// zstd clusters (compression_type 1): one frame per cluster at the default level 3, as QEMU writes
     /// them. Decompression streams, because the frame is followed by padding or other clusters' data.
+    /// Uses the system libzstd when there is one (NativeZstd), else the managed ZstdSharp port.
     /// </summary>
-    internal sealed class ZstdCodec : ClusterCodec
+    internal sealed unsafe class ZstdCodec : ClusterCodec
     {
         public const int DefaultLevel = 3;
+        private readonly int _level;
+        private readonly bool _native = NativeZstd.Available;
+        private IntPtr _cctx, _dctx;
         private Compressor _compressor;
         private Decompressor _decompressor;
-        private readonly int _level;
 
         public ZstdCodec(int level = DefaultLevel) { _level = level; }
 
         public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
+        {
+            consumed = 0;
+            return _native ? DecompressNative(source, sourceLength, destination, length, out consumed)
+                           : DecompressManaged(source, sourceLength, destination, length, out consumed);
+        }
+
+        private bool DecompressNative(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
+        {
+            consumed = 0;
+            if (_dctx == IntPtr.Zero) _dctx = NativeZstd.CreateDCtx();
+            else NativeZstd.ResetDCtx(_dctx, 1);  // ZSTD_reset_session_only
+            fixed (byte* src = source)
+            fixed (byte* dst = destination)
+            {
+                var input = new NativeZstd.InBuffer { Source = src, Size = (UIntPtr)sourceLength, Position = UIntPtr.Zero };
+                var output = new NativeZstd.OutBuffer { Destination = dst, Size = (UIntPtr)length, Position = UIntPtr.Zero };
+                while ((long)output.Position < length)
+                {
+                    ulong lastIn = (ulong)input.Position, lastOut = (ulong)output.Position;
+                    var ret = NativeZstd.DecompressStream(_dctx, &output, &input);
+                    if (NativeZstd.IsError(ret) != 0) return false;
+                    if ((ulong)input.Position == lastIn && (ulong)output.Position == lastOut) break;  // no progress: truncated
+                }
+                consumed = (int)input.Position;
+                return (long)output.Position == length;
+            }
+        }
+
+        private bool DecompressManaged(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
         {
             consumed = 0;
             if (_decompressor == null) _decompressor = new Decompressor();
@@ -41,13 +73,23 @@ namespace QcowPS.Engine.Compression
             return writtenTotal == length;
         }
 
-        public override int Compress(byte[] source, int length, byte[] destination, int maxLength)
+        public override int Compress(byte[] source, int offset, int length, byte[] destination, int maxLength)
         {
+            int capacity = Math.Min(maxLength, destination.Length);
+            if (_native)
+            {
+                if (_cctx == IntPtr.Zero) _cctx = NativeZstd.CreateCCtx();
+                fixed (byte* src = source)
+                fixed (byte* dst = destination)
+                {
+                    var ret = NativeZstd.CompressCCtx(_cctx, dst, (UIntPtr)capacity, src + offset, (UIntPtr)length, _level);
+                    return NativeZstd.IsError(ret) != 0 ? -1 : (int)ret;  // "destination too small" is an error code
+                }
+            }
             if (_compressor == null) _compressor = new Compressor(_level);
             try
             {
-                if (_compressor.TryWrap(new ReadOnlySpan<byte>(source, 0, length),
-                        new Span<byte>(destination, 0, Math.Min(maxLength, destination.Length)), out int written))
+                if (_compressor.TryWrap(new ReadOnlySpan<byte>(source, offset, length), new Span<byte>(destination, 0, capacity), out int written))
                     return written;
                 return -1;
             }
@@ -56,6 +98,8 @@ namespace QcowPS.Engine.Compression
 
         public override void Dispose()
         {
+            if (_cctx != IntPtr.Zero) { NativeZstd.FreeCCtx(_cctx); _cctx = IntPtr.Zero; }
+            if (_dctx != IntPtr.Zero) { NativeZstd.FreeDCtx(_dctx); _dctx = IntPtr.Zero; }
             _compressor?.Dispose();
             _decompressor?.Dispose();
         }

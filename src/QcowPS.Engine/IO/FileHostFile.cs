@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
+using System.Threading;
 
 namespace QcowPS.Engine.IO
 {
@@ -87,11 +88,74 @@ namespace QcowPS.Engine.IO
             return file;
         }
 
-        public long Length { get { lock (_gate) return _length; } }
+        public long Length => Interlocked.Read(ref _length);
+
+        // Positional I/O without a lock on Linux (pread/pwrite), so that conversion threads read and
+        // write at the same time; elsewhere FileStream under a lock.
+        private static readonly bool s_positional = RuntimeInformation.IsOSPlatform(OSPlatform.Linux) &&
+            (RuntimeInformation.ProcessArchitecture == Architecture.X64 || RuntimeInformation.ProcessArchitecture == Architecture.Arm64);
+
+        [DllImport("libc", EntryPoint = "pread", SetLastError = true)]
+        private static extern unsafe IntPtr PRead(int fd, byte* buffer, UIntPtr count, long offset);
+
+        [DllImport("libc", EntryPoint = "pwrite", SetLastError = true)]
+        private static extern unsafe IntPtr PWrite(int fd, byte* buffer, UIntPtr count, long offset);
+
+        private const int EINTR = 4, ENOSPC = 28;
+
+        private int Descriptor => (int)_stream.SafeFileHandle.DangerousGetHandle();
+
+        private static string Describe(int errno) =>
+            errno == ENOSPC ? "No space left on device" : errno == 5 ? "Input/output error" : $"errno {errno}";
+
+        private unsafe int ReadPositional(long offset, byte[] buffer, int index, int count)
+        {
+            int total = 0;
+            fixed (byte* p = buffer)
+            {
+                while (total < count)
+                {
+                    long n = (long)PRead(Descriptor, p + index + total, (UIntPtr)(count - total), offset + total);
+                    if (n < 0)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        if (errno == EINTR) continue;
+                        throw new QcowException(QcowErrorKind.IoError, Path, $"Read of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
+                    }
+                    if (n == 0) break;
+                    total += (int)n;
+                }
+            }
+            return total;
+        }
+
+        private unsafe void WritePositional(long offset, byte[] buffer, int index, int count)
+        {
+            int total = 0;
+            fixed (byte* p = buffer)
+            {
+                while (total < count)
+                {
+                    long n = (long)PWrite(Descriptor, p + index + total, (UIntPtr)(count - total), offset + total);
+                    if (n < 0)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        if (errno == EINTR) continue;
+                        throw new QcowException(QcowErrorKind.IoError, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
+                    }
+                    total += (int)n;
+                }
+            }
+            long end = offset + count;
+            long current;
+            while (end > (current = Interlocked.Read(ref _length)) && Interlocked.CompareExchange(ref _length, end, current) != current) { }
+        }
 
         public int ReadAt(long offset, byte[] buffer, int index, int count)
         {
             if (offset < 0) throw new ArgumentOutOfRangeException(nameof(offset));
+            if ((uint)index > (uint)buffer.Length || (uint)count > (uint)(buffer.Length - index)) throw new ArgumentOutOfRangeException(nameof(count));
+            if (s_positional) return offset >= Length ? 0 : ReadPositional(offset, buffer, index, count);
             lock (_gate)
             {
                 try
@@ -117,6 +181,12 @@ namespace QcowPS.Engine.IO
         public void WriteAt(long offset, byte[] buffer, int index, int count)
         {
             if (!CanWrite) throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
+            if ((uint)index > (uint)buffer.Length || (uint)count > (uint)(buffer.Length - index)) throw new ArgumentOutOfRangeException(nameof(count));
+            if (s_positional)
+            {
+                WritePositional(offset, buffer, index, count);
+                return;
+            }
             lock (_gate)
             {
                 try

@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -25,6 +26,11 @@ namespace QcowPS.Engine.Operations
         /// <summary>Worker threads for compression and decompression.</summary>
         public int Threads { get; set; } = Environment.ProcessorCount;
         public bool Overwrite { get; set; }
+        /// <summary>
+        /// fsync the destination before it is renamed into place. Off by default, like qemu-img
+        /// convert (whose default cache mode for the destination is "unsafe": no flush at all).
+        /// </summary>
+        public bool Sync { get; set; }
         public CancellationToken Cancellation { get; set; }
         /// <summary>Called on the calling thread with (bytes done, total bytes).</summary>
         public Action<long, long> Progress { get; set; }
@@ -43,6 +49,12 @@ namespace QcowPS.Engine.Operations
     public static class ImageConverter
     {
         private enum ClusterKind : byte { Skip, Data, Compressed, Zero }
+
+        /// <summary>Totals updated by several threads.</summary>
+        private sealed class Counters
+        {
+            public long Data, Zero, Compressed, BytesIn, BytesOut;
+        }
 
         private sealed class Chunk
         {
@@ -130,8 +142,13 @@ namespace QcowPS.Engine.Operations
                         if (o.WrapDestination != null) rawFile = o.WrapDestination(rawFile);
                     }
 
-                    long bytesIn = 0, bytesOut = 0;
-                    var todo = new BlockingCollection<Chunk>(threads * 2);
+                    var counters = new Counters();
+                    // Bounded memory: at most 'slots' chunks exist at once (read, queued, compressing or
+                    // waiting to be written in order), and their buffers come from one pool.
+                    int slots = threads * 3 + 2;
+                    var inFlight = new SemaphoreSlim(slots, slots);
+                    var pool = ArrayPool<byte>.Create(Math.Max(chunkBytes, (2 << 21) * 2 + 1024), slots * 4 + 16);
+                    var todo = new BlockingCollection<Chunk>(slots);
                     var done = new Dictionary<long, Chunk>();
                     var doneGate = new object();
                     long chunkCount = (size + chunkBytes - 1) / chunkBytes;
@@ -152,10 +169,12 @@ namespace QcowPS.Engine.Operations
                         {
                             for (long seq = 0; seq < chunkCount; seq++)
                             {
-                                token.ThrowIfCancellationRequested();
+                                inFlight.Wait(token);
                                 long offset = seq * chunkBytes;
                                 var chunk = new Chunk { Sequence = seq, Offset = offset, Length = (int)Math.Min(chunkBytes, size - offset) };
-                                ReadChunk(source, chunk, clusterSize, o);
+                                long t0 = Stopwatch.GetTimestamp();
+                                ReadChunk(source, chunk, clusterSize, pool);
+                                Interlocked.Add(ref s_readTicks, Stopwatch.GetTimestamp() - t0);
                                 todo.Add(chunk, token);
                             }
                             todo.CompleteAdding();
@@ -179,7 +198,11 @@ namespace QcowPS.Engine.Operations
                             {
                                 foreach (var chunk in todo.GetConsumingEnumerable(token))
                                 {
-                                    ProcessChunk(chunk, clusterSize, o, backing, Codec);
+                                    long t0 = Stopwatch.GetTimestamp();
+                                    ProcessChunk(chunk, clusterSize, o, backing, Codec, pool);
+                                    // Raw output has no order to keep: each worker writes its own chunk (pwrite).
+                                    if (rawFile != null) WriteRawChunk(rawFile, chunk, counters);
+                                    Interlocked.Add(ref s_workTicks, Stopwatch.GetTimestamp() - t0);
                                     lock (doneGate)
                                     {
                                         done[chunk.Sequence] = chunk;
@@ -214,8 +237,11 @@ namespace QcowPS.Engine.Operations
                                 o.Cancellation.ThrowIfCancellationRequested();
                                 done.Remove(seq);
                             }
-                            if (qcow != null) WriteQcow2Chunk(qcow, chunk, clusterSize, result, ref bytesIn, ref bytesOut);
-                            else WriteRawChunk(rawFile, chunk, result, ref bytesIn, ref bytesOut);
+                            long w0 = Stopwatch.GetTimestamp();
+                            if (qcow != null) WriteQcow2Chunk(qcow, chunk, clusterSize, counters);
+                            Interlocked.Add(ref s_writeTicks, Stopwatch.GetTimestamp() - w0);
+                            ReturnBuffers(chunk, pool);
+                            inFlight.Release();
                             o.Progress?.Invoke(chunk.Offset + chunk.Length, size);
                         }
                     }
@@ -228,18 +254,22 @@ namespace QcowPS.Engine.Operations
 
                     if (qcow != null)
                     {
+                        qcow.FlushForConversion(o.Sync);
                         qcow.Dispose();
                         qcow = null;
                     }
                     else
                     {
                         rawFile.SetLength(size);
-                        rawFile.Flush();
+                        if (o.Sync) rawFile.Flush();
                         rawFile.Dispose();
                         rawFile = null;
                     }
                     Qcow2Creator.MoveIntoPlace(temp, destination, o.Overwrite);
-                    result.CompressionRatio = bytesOut == 0 ? 1.0 : (double)bytesIn / bytesOut;
+                    result.DataClusters = counters.Data;
+                    result.ZeroClusters = counters.Zero;
+                    result.CompressedClusters = counters.Compressed;
+                    result.CompressionRatio = counters.BytesOut == 0 ? 1.0 : (double)counters.BytesIn / counters.BytesOut;
                     result.FileSize = new FileInfo(destination).Length;
                     result.Duration = watch.Elapsed;
                     return result;
@@ -258,14 +288,20 @@ namespace QcowPS.Engine.Operations
             }
         }
 
+        private static long s_readTicks, s_workTicks, s_writeTicks;
+
+        /// <summary>Seconds spent reading, processing (summed over workers) and writing, for profiling.</summary>
+        public static string TimingReport() =>
+            $"read {s_readTicks / (double)Stopwatch.Frequency:F2} s, work {s_workTicks / (double)Stopwatch.Frequency:F2} s, write {s_writeTicks / (double)Stopwatch.Frequency:F2} s";
+
         private static Exception Rethrow(Exception e) =>
             e is QcowException q ? new QcowException(q.Kind, q.FilePath, q.Message, q) : new QcowException(QcowErrorKind.IoError, null, e.Message, e);
 
         /// <summary>Reader thread: one chunk of guest data, with zero runs marked and compressed streams fetched raw.</summary>
-        private static void ReadChunk(VirtualDisk source, Chunk chunk, int clusterSize, ConvertOptions o)
+        private static void ReadChunk(VirtualDisk source, Chunk chunk, int clusterSize, ArrayPool<byte> pool)
         {
             int clusters = (chunk.Length + clusterSize - 1) / clusterSize;
-            chunk.Data = new byte[chunk.Length];
+            chunk.Data = pool.Rent(clusters * clusterSize);
             chunk.KnownZero = new bool[clusters];
             for (int i = 0; i < clusters; i++) chunk.KnownZero[i] = true;
             long end = chunk.Offset + chunk.Length;
@@ -282,7 +318,7 @@ namespace QcowPS.Engine.Operations
                     if (e.Type == ClusterType.Compressed && image != null)
                     {
                         long clusterStart = pos - (pos & (image.ClusterSize - 1));
-                        var stream = new byte[image.ClusterSize * 2 + 1024];
+                        var stream = pool.Rent(image.ClusterSize * 2 + 1024);
                         var pending = new PendingCluster
                         {
                             ClusterStart = clusterStart, Stream = stream, ClusterSize = image.ClusterSize,
@@ -293,6 +329,7 @@ namespace QcowPS.Engine.Operations
                     }
                     else source.Read(pos, chunk.Data, at, n);
                 }
+                else Array.Clear(chunk.Data, at, n);  // pooled buffers hold old data
                 pos += n;
             }
         }
@@ -305,13 +342,19 @@ namespace QcowPS.Engine.Operations
         }
 
         /// <summary>Worker thread: inflate fetched streams, classify each destination cluster, compress.</summary>
-        private static void ProcessChunk(Chunk chunk, int clusterSize, ConvertOptions o, VirtualDisk backing, Func<Qcow2CompressionType, ClusterCodec> codec)
+        private static void ProcessChunk(Chunk chunk, int clusterSize, ConvertOptions o, VirtualDisk backing,
+            Func<Qcow2CompressionType, ClusterCodec> codec, ArrayPool<byte> pool)
         {
             int clusters = chunk.KnownZero.Length;
             var passThrough = new Dictionary<int, (byte[] stream, int length)>();
+            byte[] cluster = null;
             foreach (var p in chunk.Inflate)
             {
-                var cluster = new byte[p.ClusterSize];
+                if (cluster == null || cluster.Length < p.ClusterSize)
+                {
+                    if (cluster != null) pool.Return(cluster);
+                    cluster = pool.Rent(p.ClusterSize);
+                }
                 if (!codec(p.Type).Decompress(p.Stream, p.StreamLength, cluster, p.ClusterSize, out int consumed))
                     throw new QcowException(QcowErrorKind.Corrupt, null, $"The compressed cluster at guest offset 0x{p.ClusterStart:X} of the source is not a valid stream");
                 // Copy the part of the source cluster this chunk covers.
@@ -320,13 +363,16 @@ namespace QcowPS.Engine.Operations
                 Array.Copy(cluster, (int)(from - p.ClusterStart), chunk.Data, (int)(from - chunk.Offset), (int)(to - from));
                 bool sameShape = o.Compress && p.ClusterSize == clusterSize && p.Type == o.CompressionType &&
                     p.ClusterStart >= chunk.Offset && p.ClusterStart + clusterSize <= chunk.Offset + chunk.Length;
-                if (sameShape)
+                if (sameShape && consumed < clusterSize)
                 {
-                    var stream = new byte[consumed];
+                    var stream = pool.Rent(clusterSize);
                     Array.Copy(p.Stream, stream, consumed);
                     passThrough[(int)((p.ClusterStart - chunk.Offset) / clusterSize)] = (stream, consumed);
                 }
+                pool.Return(p.Stream);
+                p.Stream = null;
             }
+            if (cluster != null) pool.Return(cluster);
 
             chunk.Kinds = new ClusterKind[clusters];
             if (o.DestinationFormat == ImageFormat.Raw)
@@ -363,18 +409,10 @@ namespace QcowPS.Engine.Operations
                         chunk.StreamLengths[c] = copy.length;
                         continue;
                     }
-                    byte[] input = chunk.Data;
-                    int inputAt = at;
-                    if (n < clusterSize)
-                    {
-                        // The last cluster of an odd-sized disk is compressed as a whole cluster (zero padded).
-                        input = new byte[clusterSize];
-                        Array.Copy(chunk.Data, at, input, 0, n);
-                        inputAt = 0;
-                    }
-                    var output = new byte[clusterSize];
-                    var slice = inputAt == 0 && input.Length == clusterSize ? input : Slice(input, inputAt, clusterSize);
-                    int length = codec(o.CompressionType).Compress(slice, clusterSize, output, clusterSize - 1);
+                    // The last cluster of an odd-sized disk is compressed as a whole cluster: zero the padding.
+                    if (n < clusterSize) Array.Clear(chunk.Data, at + n, clusterSize - n);
+                    var output = pool.Rent(clusterSize);
+                    int length = codec(o.CompressionType).Compress(chunk.Data, at, clusterSize, output, clusterSize - 1);
                     if (length > 0)
                     {
                         chunk.Kinds[c] = ClusterKind.Compressed;
@@ -382,32 +420,34 @@ namespace QcowPS.Engine.Operations
                         chunk.StreamLengths[c] = length;
                         continue;
                     }
+                    pool.Return(output);
                 }
                 chunk.Kinds[c] = ClusterKind.Data;
             }
+            foreach (var leftover in passThrough) if (chunk.Streams == null || !ReferenceEquals(chunk.Streams[leftover.Key], leftover.Value.stream)) pool.Return(leftover.Value.stream);
         }
 
-        private static byte[] Slice(byte[] data, int at, int length)
+        private static void ReturnBuffers(Chunk chunk, ArrayPool<byte> pool)
         {
-            var slice = new byte[length];
-            Array.Copy(data, at, slice, 0, Math.Min(length, data.Length - at));
-            return slice;
+            if (chunk.Data != null) pool.Return(chunk.Data);
+            chunk.Data = null;
+            if (chunk.Streams != null)
+                foreach (var s in chunk.Streams) if (s != null) pool.Return(s);
+            chunk.Streams = null;
         }
 
         private static bool BytesEqual(byte[] a, int at, byte[] b, int length) =>
             new ReadOnlySpan<byte>(a, at, length).SequenceEqual(new ReadOnlySpan<byte>(b, 0, length));
 
         /// <summary>Calling thread: runs of data clusters in one write each, compressed streams packed.</summary>
-        private static void WriteQcow2Chunk(Qcow2Image image, Chunk chunk, int clusterSize, QcowConversionResult result, ref long bytesIn, ref long bytesOut)
+        private static void WriteQcow2Chunk(Qcow2Image image, Chunk chunk, int clusterSize, Counters result)
         {
             long firstCluster = chunk.Offset / clusterSize;
             int clusters = chunk.Kinds.Length;
             if (chunk.Length % clusterSize != 0)
             {
-                // The disk ends inside this chunk's last cluster: pad the buffer to whole clusters.
-                var padded = new byte[clusters * clusterSize];
-                Array.Copy(chunk.Data, padded, chunk.Length);
-                chunk.Data = padded;
+                // The disk ends inside this chunk's last cluster: zero the rest of it (the buffer holds whole clusters).
+                Array.Clear(chunk.Data, chunk.Length, clusters * clusterSize - chunk.Length);
             }
             for (int c = 0; c < clusters;)
             {
@@ -418,59 +458,75 @@ namespace QcowPS.Engine.Operations
                         int run = 1;
                         while (c + run < clusters && chunk.Kinds[c + run] == ClusterKind.Data) run++;
                         image.WriteNewClusters(firstCluster + c, chunk.Data, c * clusterSize, run);
-                        result.DataClusters += run;
-                        bytesIn += (long)run * clusterSize;
-                        bytesOut += (long)run * clusterSize;
+                        result.Data += run;
+                        result.BytesIn += (long)run * clusterSize;
+                        result.BytesOut += (long)run * clusterSize;
                         c += run;
                         break;
                     }
                     case ClusterKind.Compressed:
-                        image.WriteCompressedCluster(firstCluster + c, chunk.Streams[c], chunk.StreamLengths[c]);
-                        result.CompressedClusters++;
-                        bytesIn += clusterSize;
-                        bytesOut += chunk.StreamLengths[c];
-                        c++;
+                    {
+                        int run = 1;
+                        while (c + run < clusters && chunk.Kinds[c + run] == ClusterKind.Compressed) run++;
+                        image.WriteCompressedClusters(firstCluster + c, chunk.Streams, chunk.StreamLengths, c, run);
+                        for (int k = c; k < c + run; k++)
+                        {
+                            result.Compressed++;
+                            result.BytesIn += clusterSize;
+                            result.BytesOut += chunk.StreamLengths[k];
+                        }
+                        c += run;
                         break;
+                    }
                     case ClusterKind.Zero:
                         image.WriteZeroes((firstCluster + c) * (long)clusterSize, Math.Min(clusterSize, image.Length - (firstCluster + c) * (long)clusterSize));
-                        result.ZeroClusters++;
+                        result.Zero++;
                         c++;
                         break;
                     default:
-                        if (chunk.KnownZero[c] || ZeroDetector.IsZero(chunk.Data, c * clusterSize, Math.Min(clusterSize, chunk.Data.Length - c * clusterSize)))
-                            result.ZeroClusters++;
+                        result.Zero++;
                         c++;
                         break;
                 }
             }
         }
 
-        /// <summary>Calling thread: data written at 4 KiB granularity, all-zero blocks left as holes.</summary>
-        private static void WriteRawChunk(IHostFile file, Chunk chunk, QcowConversionResult result, ref long bytesIn, ref long bytesOut)
+        /// <summary>Calling thread: data written in runs at 4 KiB granularity, all-zero blocks left as holes.</summary>
+        private static void WriteRawChunk(IHostFile file, Chunk chunk, Counters result)
         {
             const int block = 4096;
-            int clusterSize = chunk.Kinds.Length == 0 ? block : Math.Max(block, (chunk.Length + chunk.Kinds.Length - 1) / chunk.Kinds.Length);
+            int clusterSize = Math.Max(block, (chunk.Length + chunk.Kinds.Length - 1) / chunk.Kinds.Length);
+            int runStart = -1;
             for (int c = 0; c < chunk.Kinds.Length; c++)
             {
                 int at = c * clusterSize;
-                int n = Math.Min(clusterSize, chunk.Length - at);
-                if (chunk.Kinds[c] == ClusterKind.Skip) { result.ZeroClusters++; continue; }
-                bool wrote = false;
-                for (int b = at; b < at + n;)
+                int end = Math.Min(at + clusterSize, chunk.Length);
+                bool any = false;
+                for (int b = at; b < end; b += block)
                 {
-                    int len = Math.Min(block, at + n - b);
-                    if (ZeroDetector.IsZero(chunk.Data, b, len)) { b += len; continue; }
-                    int runEnd = b + len;
-                    while (runEnd < at + n && !ZeroDetector.IsZero(chunk.Data, runEnd, Math.Min(block, at + n - runEnd)))
-                        runEnd += Math.Min(block, at + n - runEnd);
-                    file.WriteAt(chunk.Offset + b, chunk.Data, b, runEnd - b);
-                    bytesIn += runEnd - b;
-                    bytesOut += runEnd - b;
-                    wrote = true;
-                    b = runEnd;
+                    int len = Math.Min(block, end - b);
+                    bool zero = chunk.Kinds[c] == ClusterKind.Skip || ZeroDetector.IsZero(chunk.Data, b, len);
+                    if (!zero)
+                    {
+                        any = true;
+                        if (runStart < 0) runStart = b;
+                    }
+                    else if (runStart >= 0)
+                    {
+                        file.WriteAt(chunk.Offset + runStart, chunk.Data, runStart, b - runStart);
+                        Interlocked.Add(ref result.BytesIn, b - runStart);
+                        Interlocked.Add(ref result.BytesOut, b - runStart);
+                        runStart = -1;
+                    }
                 }
-                if (wrote) result.DataClusters++;
-                else result.ZeroClusters++;
+                if (any) Interlocked.Increment(ref result.Data);
+                else Interlocked.Increment(ref result.Zero);
+            }
+            if (runStart >= 0)
+            {
+                file.WriteAt(chunk.Offset + runStart, chunk.Data, runStart, chunk.Length - runStart);
+                Interlocked.Add(ref result.BytesIn, chunk.Length - runStart);
+                Interlocked.Add(ref result.BytesOut, chunk.Length - runStart);
             }
         }
     }

@@ -37,7 +37,7 @@ namespace QcowPS.Engine.Qcow2
             first.Run();
             if (mode == Qcow2RepairMode.None) return first.Result;
             FlushMetadata();
-            _file.Flush();
+            SyncFile();
             // Double check, as qemu-img does after a repair; report what remains plus what was fixed.
             var second = new CheckPass(this, Qcow2RepairMode.None);
             second.Run();
@@ -49,7 +49,7 @@ namespace QcowPS.Engine.Qcow2
                 // Consistent again: the corrupt and dirty marks go (QEMU: qcow2_mark_consistent, qcow2_mark_clean).
                 Header.IncompatibleFeatures &= ~(ulong)(Qcow2IncompatibleFeatures.Corrupt | Qcow2IncompatibleFeatures.Dirty);
                 WriteHeader();
-                _file.Flush();
+                SyncFile();
             }
             return second.Result;
         }
@@ -528,7 +528,7 @@ namespace QcowPS.Engine.Qcow2
             var tableBytes = new byte[table.Length * 8];
             for (int i = 0; i < table.Length; i++) BigEndian.Put64(tableBytes, i * 8, table[i]);
             _file.WriteAt(tableStart << ClusterBits, tableBytes, 0, tableBytes.Length);
-            _file.Flush();
+            SyncFile();
 
             _refcountCache.Clear();
             _refcountTable = table;
@@ -537,7 +537,7 @@ namespace QcowPS.Engine.Qcow2
             Header.RefcountTableOffset = (ulong)(tableStart << ClusterBits);
             Header.RefcountTableClusters = (uint)tableClusters;
             WriteHeader();
-            _file.Flush();
+            SyncFile();
             _freeClusterHint = 0;
         }
     }

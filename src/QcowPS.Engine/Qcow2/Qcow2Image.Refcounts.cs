@@ -312,7 +312,7 @@ namespace QcowPS.Engine.Qcow2
         {
             var dirty = _refcountCache.DirtyTables();
             foreach (var t in dirty) _file.WriteAt(t.Key, t.Value, 0, t.Value.Length);
-            if (dirty.Count > 0) _file.Flush();
+            if (dirty.Count > 0) SyncFile();
             foreach (var t in dirty) _refcountCache.MarkClean(t.Key);
             if (!_refcountTableDirty) return;
 
@@ -320,7 +320,7 @@ namespace QcowPS.Engine.Qcow2
             var bytes = new byte[_refcountTable.Length * 8];
             for (int i = 0; i < _refcountTable.Length; i++) BigEndian.Put64(bytes, i * 8, _refcountTable[i]);
             _file.WriteAt(tableOffset, bytes, 0, bytes.Length);
-            _file.Flush();
+            SyncFile();
             if (_newRefcountTableOffset != 0)
             {
                 Header.RefcountTableOffset = (ulong)_newRefcountTableOffset;

@@ -52,23 +52,23 @@ namespace QcowPS.Engine.Qcow2
                 long newOffset = AllocateClusters(ClustersFor((long)entries * 8));
                 WriteL1Table(newOffset, newL1);
                 FlushMetadata();
-                _file.Flush();
+                SyncFile();
                 long oldOffset = (long)Header.L1TableOffset;
                 uint oldEntries = Header.L1Size;
                 Header.L1TableOffset = (ulong)newOffset;
                 Header.L1Size = (uint)entries;
                 Header.Size = (ulong)newSize;
                 WriteHeader();
-                _file.Flush();
+                SyncFile();
                 _l1 = newL1;
                 if (oldEntries > 0) FreeClustersLater(oldOffset, oldEntries * 8L);
                 FlushMetadata();
-                _file.Flush();
+                SyncFile();
                 return;
             }
             Header.Size = (ulong)newSize;
             WriteHeader();
-            _file.Flush();
+            SyncFile();
         }
 
         private void Shrink(long newSize)
@@ -102,10 +102,10 @@ namespace QcowPS.Engine.Qcow2
                 }
             }
             FlushMetadata();
-            _file.Flush();
+            SyncFile();
             Header.Size = (ulong)newSize;
             WriteHeader();
-            _file.Flush();
+            SyncFile();
 
             // Give back the file's tail that no cluster uses any more.
             long last = (_file.Length >> cb) - 1;

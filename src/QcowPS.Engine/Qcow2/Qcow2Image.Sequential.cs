@@ -9,6 +9,29 @@ namespace QcowPS.Engine.Qcow2
         /// <summary>Next free byte in the host cluster compressed streams are being packed into (0: none).</summary>
         private long _compressedTail;
 
+        /// <summary>
+        /// Ends a conversion: metadata written in the usual order; without sync the fsyncs between the
+        /// steps are left out (the file only appears under its name once complete, and qemu-img
+        /// convert does not flush either), with sync everything is durable before the rename.
+        /// </summary>
+        internal void FlushForConversion(bool sync)
+        {
+            lock (_gate)
+            {
+                _skipFsync = !sync;
+                try
+                {
+                    FlushMetadata();
+                    if (sync) SyncFile();
+                    _closedForWriting = true;  // nothing left for Dispose to write
+                }
+                finally
+                {
+                    _skipFsync = false;
+                }
+            }
+        }
+
         /// <summary>Writes count whole guest clusters starting at guestCluster into new contiguous host clusters.</summary>
         internal void WriteNewClusters(long guestCluster, byte[] data, int offset, int count)
         {
@@ -35,6 +58,50 @@ namespace QcowPS.Engine.Qcow2
                     offset += n * cs;
                     count -= n;
                 }
+            }
+        }
+
+        private byte[] _packBuffer;
+
+        /// <summary>
+        /// Stores count consecutive compressed clusters (streams[first..first+count)), packed back to back;
+        /// the streams that land contiguously in the file go out in one write.
+        /// </summary>
+        internal void WriteCompressedClusters(long guestCluster, byte[][] streams, int[] lengths, int first, int count)
+        {
+            lock (_gate)
+            {
+                ThrowIfReadOnly();
+                if (Header.HasExternalDataFile)
+                    throw QcowException.Unsupported(Path, "Images with an external data file cannot hold compressed clusters");
+                int total = 0;
+                for (int i = first; i < first + count; i++) total += lengths[i];
+                if (_packBuffer == null || _packBuffer.Length < total) _packBuffer = new byte[Math.Max(total, ClusterSize * 16)];
+                long runStart = -1;
+                int runLength = 0;
+                int shift = L2Entry.CompressedSizeShift(ClusterBits);
+                for (int i = first; i < first + count; i++)
+                {
+                    long g = guestCluster + (i - first);
+                    var (table, l2Offset) = L2TableForWrite(g / Header.L2Entries);
+                    int l2Index = (int)(g % Header.L2Entries);
+                    int length = lengths[i];
+                    long offset = AllocateBytes(length);
+                    if (runStart >= 0 && offset != runStart + runLength)
+                    {
+                        _file.WriteAt(runStart, _packBuffer, 0, runLength);
+                        runStart = -1;
+                        runLength = 0;
+                    }
+                    if (runStart < 0) runStart = offset;
+                    Array.Copy(streams[i], 0, _packBuffer, runLength, length);
+                    runLength += length;
+                    long sectors = ((offset + length - 1) >> 9) - (offset >> 9) + 1;
+                    ulong entry = L2Entry.CompressedFlag | ((ulong)(sectors - 1) << shift) | (ulong)offset;
+                    ReleaseEntry(ReadL2Entry(table, l2Index));
+                    SetL2Entry(table, l2Offset, l2Index, entry, 0);
+                }
+                if (runStart >= 0) _file.WriteAt(runStart, _packBuffer, 0, runLength);
             }
         }
 

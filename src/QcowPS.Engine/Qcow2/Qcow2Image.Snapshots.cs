@@ -38,7 +38,7 @@ namespace QcowPS.Engine.Qcow2
                 // The shared clusters have two references now: the active tables must copy on write.
                 FixActiveCopiedFlags();
                 FlushMetadata();
-                _file.Flush();
+                SyncFile();
 
                 // 2. The snapshot's L1 table in new clusters.
                 long l1Offset = 0;
@@ -94,7 +94,7 @@ namespace QcowPS.Engine.Qcow2
                 // 3. Clusters only the active view uses now may be written in place again.
                 FixActiveCopiedFlags();
                 FlushMetadata();
-                _file.Flush();
+                SyncFile();
                 EndUnorderedUpdate();
             }
         }
@@ -123,7 +123,7 @@ namespace QcowPS.Engine.Qcow2
                 long newL1Offset = newL1.Length > 0 ? AllocateClusters(ClustersFor(newL1.Length * 8L)) : 0;
                 FlushMetadata();
                 if (newL1.Length > 0) WriteL1Table(newL1Offset, newL1);
-                _file.Flush();
+                SyncFile();
 
                 // 2. Switch the header to it (one sector write).
                 var oldL1 = _l1;
@@ -133,7 +133,7 @@ namespace QcowPS.Engine.Qcow2
                 Header.L1Size = (uint)newL1.Length;
                 Header.Size = size;
                 WriteHeader();
-                _file.Flush();
+                SyncFile();
                 _l1 = newL1;
 
                 // 3. The old active view's references go.
@@ -142,7 +142,7 @@ namespace QcowPS.Engine.Qcow2
                 WriteRefcountMetadata();
                 FixActiveCopiedFlags();
                 FlushMetadata();
-                _file.Flush();
+                SyncFile();
                 EndUnorderedUpdate();
             }
         }
@@ -298,14 +298,14 @@ namespace QcowPS.Engine.Qcow2
                 _file.WriteAt(newOffset, bytes, 0, bytes.Length);
             }
             FlushMetadata();
-            _file.Flush();
+            SyncFile();
 
             long oldOffset = (long)Header.SnapshotsOffset;
             long oldSize = _snapshots.Sum(s => (long)s.EntrySize);
             Header.SnapshotCount = (uint)snapshots.Count;
             Header.SnapshotsOffset = (ulong)newOffset;
             WriteHeader();
-            _file.Flush();
+            SyncFile();
             _snapshots = snapshots;
             if (oldOffset != 0 && oldSize > 0) FreeClustersLater(oldOffset, oldSize);
             FlushMetadata();

@@ -16,6 +16,13 @@ namespace QcowPS.Engine.Qcow2
     public sealed partial class Qcow2Image
     {
         private bool _l1Dirty;
+        private bool _skipFsync;
+
+        /// <summary>The ordering point of crash safety: fsync (left out only while a conversion's temporary file is filled).</summary>
+        private void SyncFile()
+        {
+            if (!_skipFsync) _file.Flush();
+        }
         private bool _dirtyBitWritten;
         private bool _closedForWriting;
 
@@ -30,7 +37,7 @@ namespace QcowPS.Engine.Qcow2
                 CheckLocked(Qcow2RepairMode.All);
                 Header.IncompatibleFeatures &= ~(ulong)Qcow2IncompatibleFeatures.Dirty;
                 WriteHeader();
-                _file.Flush();
+                SyncFile();
             }
             // Unknown autoclear bits must be cleared before writing (spec: autoclear_features).
             ulong knownAutoclear = (ulong)(Qcow2AutoclearFeatures.Bitmaps | Qcow2AutoclearFeatures.RawExternalData);
@@ -38,7 +45,7 @@ namespace QcowPS.Engine.Qcow2
             {
                 Header.AutoclearFeatures &= knownAutoclear;
                 WriteHeader();
-                _file.Flush();
+                SyncFile();
             }
         }
 
@@ -51,7 +58,7 @@ namespace QcowPS.Engine.Qcow2
             {
                 Header.IncompatibleFeatures &= ~(ulong)Qcow2IncompatibleFeatures.Dirty;
                 WriteHeader();
-                _file.Flush();
+                SyncFile();
                 _dirtyBitWritten = false;
             }
         }
@@ -80,7 +87,7 @@ namespace QcowPS.Engine.Qcow2
             if (Header.Version < 3 || Header.IsDirty) return;
             Header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.Dirty;
             WriteHeader();
-            _file.Flush();
+            SyncFile();
             _dirtyBitWritten = true;
         }
 
@@ -88,10 +95,10 @@ namespace QcowPS.Engine.Qcow2
         {
             if (!_dirtyBitWritten || Header.LazyRefcounts) return;
             FlushMetadata();
-            _file.Flush();
+            SyncFile();
             Header.IncompatibleFeatures &= ~(ulong)Qcow2IncompatibleFeatures.Dirty;
             WriteHeader();
-            _file.Flush();
+            SyncFile();
             _dirtyBitWritten = false;
         }
 
@@ -114,7 +121,7 @@ namespace QcowPS.Engine.Qcow2
                 if (!_writable) return;
                 FlushMetadata();
                 if (!ReferenceEquals(_dataFile, _file)) _dataFile.Flush();
-                _file.Flush();
+                SyncFile();
             }
         }
 
@@ -127,7 +134,7 @@ namespace QcowPS.Engine.Qcow2
             {
                 Header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.Dirty;
                 WriteHeader();
-                _file.Flush();
+                SyncFile();
                 _dirtyBitWritten = true;
             }
             if (!ReferenceEquals(_dataFile, _file)) _dataFile.Flush();
@@ -136,13 +143,13 @@ namespace QcowPS.Engine.Qcow2
 
             var l2 = _l2Cache.DirtyTables();
             foreach (var t in l2) _file.WriteAt(t.Key, t.Value, 0, t.Value.Length);
-            if (l2.Count > 0) _file.Flush();
+            if (l2.Count > 0) SyncFile();
             foreach (var t in l2) _l2Cache.MarkClean(t.Key);
 
             if (_l1Dirty)
             {
                 WriteL1Table((long)Header.L1TableOffset, _l1);
-                _file.Flush();
+                SyncFile();
                 _l1Dirty = false;
             }
 
@@ -509,7 +516,7 @@ namespace QcowPS.Engine.Qcow2
                     else if (end > _dataFile.Length) _dataFile.SetLength(end);
                 }
                 FlushMetadata();
-                _file.Flush();
+                SyncFile();
             }
         }
     }

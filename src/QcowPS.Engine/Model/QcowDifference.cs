@@ -1,0 +1,16 @@
+namespace QcowPS
+{
+    /// <summary>A guest range where two images differ (Compare-QcowImage).</summary>
+    public sealed class QcowDifference
+    {
+        public string Path { get; set; }
+        public string DifferencePath { get; set; }
+        /// <summary>Guest offset of the first differing byte (with -All: of the differing range, sector aligned).</summary>
+        public long Offset { get; set; }
+        public long Length { get; set; }
+        /// <summary>Content, or SizeMismatch (with -Strict, images of different sizes).</summary>
+        public string Reason { get; set; }
+
+        public override string ToString() => $"{Reason} at 0x{Offset:X} (+{Length})";
+    }
+}
