@@ -23,6 +23,8 @@
         'Resize-QcowImage'
         'Test-QcowImage'
         'Repair-QcowImage'
+        'Convert-QcowImage'
+        'Compare-QcowImage'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

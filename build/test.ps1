@@ -162,6 +162,8 @@ try {
     $config.Run.Path = [string[]]($Paths -split [IO.Path]::PathSeparator)
     $config.Run.PassThru = $true
     $config.Output.Verbosity = 'Detailed'
+    # The tests run with PowerShell's default error preference: per-file errors must stay non-terminating.
+    $ErrorActionPreference = 'Continue'
     if ([Console]::IsOutputRedirected) { $config.Output.RenderMode = 'Plaintext' }
     $run = Invoke-Pester -Configuration $config
     if ($null -eq $run) { throw 'Invoke-Pester returned no result (no test files found?)' }

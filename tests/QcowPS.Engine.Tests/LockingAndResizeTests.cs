@@ -44,14 +44,15 @@ namespace QcowPS.Engine.Tests
             }
             // qemu-io holds the image open for writing while its sleep command runs.
             var psi = new ProcessStartInfo("qemu-io") { RedirectStandardOutput = true, UseShellExecute = false };
-            foreach (var a in new[] { "-f", "qcow2", "-c", "sleep 4000", path }) psi.ArgumentList.Add(a);
+            foreach (var a in new[] { "-f", "qcow2", "-c", "sleep 30000", path }) psi.ArgumentList.Add(a);
             using var qemu = Process.Start(psi);
             try
             {
                 QcowException e = null;
-                for (int i = 0; i < 100 && e == null; i++)
+                var deadline = DateTime.UtcNow.AddSeconds(25);
+                while (e == null && DateTime.UtcNow < deadline && !qemu.HasExited)
                 {
-                    try { DiskImage.Open(path, new OpenOptions { Writable = true }).Dispose(); Thread.Sleep(50); }
+                    try { DiskImage.Open(path, new OpenOptions { Writable = true }).Dispose(); Thread.Sleep(100); }
                     catch (QcowException x) { e = x; }
                 }
                 Assert.NotNull(e);
@@ -62,7 +63,8 @@ namespace QcowPS.Engine.Tests
             }
             finally
             {
-                if (!qemu.WaitForExit(20000)) qemu.Kill();
+                if (!qemu.HasExited) qemu.Kill();
+                qemu.WaitForExit(10000);
             }
         }
     }

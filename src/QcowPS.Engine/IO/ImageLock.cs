@@ -94,7 +94,7 @@ namespace QcowPS.Engine.IO
             string permName = perm == PermWrite ? "write" : perm == PermResize ? "resize" : perm == PermConsistentRead ? "consistent read" : "write unchanged";
             string action = writable ? "for writing" : "for reading";
             return new QcowException(QcowErrorKind.InUse, path,
-                $"'{path}' is in use by another process (it holds the \"{permName}\" lock), so it cannot be opened {action}");
+                $"'{path}' is in use (another process, or another open of it in this one, holds the \"{permName}\" lock), so it cannot be opened {action}");
         }
 
         private bool SetLock(IntPtr fd, long offset, short type)

@@ -78,6 +78,9 @@ namespace QcowPS.Engine.Qcow2
                 else
                 {
                     var format = BackingResolver.ParseFormatName(path, backingFormat);
+                    if (format == ImageFormat.Auto && DiskImage.Probe(resolved) == ImageFormat.Auto)
+                        throw new QcowException(QcowErrorKind.InvalidArgument, path,
+                            $"Backing file '{o.BackingFile}' is not a qcow2 or QED image; if it is a raw image, say so with -BackingFormat raw");
                     using (var backing = DiskImage.Open(resolved, new OpenOptions { Format = format, OpenBackingChain = false, Lock = LockMode.None }))
                     {
                         if (size == null) size = backing.Length;
@@ -128,6 +131,9 @@ namespace QcowPS.Engine.Qcow2
                 throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a directory");
 
             string temp = Path.Combine(Path.GetDirectoryName(path) ?? ".", "." + Path.GetFileName(path) + ".qcowps-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+            // Replacing a file: hold its write lock until the new image takes its place, so an image a VM
+            // (or anyone) has open is never replaced under it (qemu-img create refuses the same way).
+            IHostFile replaced = o.Overwrite && File.Exists(path) ? FileHostFile.Open(path, true) : null;
             try
             {
                 IHostFile file = FileHostFile.Create(temp, overwrite: false);
@@ -138,12 +144,18 @@ namespace QcowPS.Engine.Qcow2
                     using (var image = (Qcow2Image)DiskImage.Open(temp, new OpenOptions { Format = ImageFormat.Qcow2, Writable = true, OpenBackingChain = false, WrapHostFile = wrap }))
                         image.Preallocate(o.Preallocation == Preallocation.Full);
                 }
+                replaced?.Dispose();
+                replaced = null;
                 MoveIntoPlace(temp, path, o.Overwrite);
             }
             catch
             {
                 try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
                 throw;
+            }
+            finally
+            {
+                replaced?.Dispose();
             }
         }
 

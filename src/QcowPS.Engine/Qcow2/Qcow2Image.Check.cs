@@ -84,14 +84,23 @@ namespace QcowPS.Engine.Qcow2
             public void Run()
             {
                 CalculateRefcounts();
-                long highest = CompareRefcounts(FixLeaks, FixErrors);
+                // A dry comparison first: whether the refcount structure itself needs rebuilding decides
+                // what a repair may do (qemu-img check -r leaks refuses such an image and changes nothing).
+                long highest = CompareRefcounts(false, false);
+                if (!_rebuild && (FixLeaks || FixErrors) && (Result.Leaks > 0 || Result.Corruptions > 0))
+                {
+                    Result.Leaks = Result.Corruptions = Result.CheckErrors = 0;
+                    Result.Problems.Clear();
+                    CalculateRefcounts();
+                    highest = CompareRefcounts(FixLeaks, FixErrors);
+                }
                 if (_rebuild && FixErrors)
                 {
                     Problem("Rebuilding refcount structure");
                     _image.RebuildRefcountStructure(_computed);
                     // The old structures are leaked now: count again and fix those leaks without reporting them as found.
                     int corruptionsFixed = Result.CorruptionsFixed + Result.Corruptions;
-                    int leaksFixed = Result.LeaksFixed;
+                    int leaksFixed = Result.LeaksFixed + Result.Leaks;  // as qemu-img: what was found before the rebuild counts as fixed
                     Result.Corruptions = 0;
                     Result.Leaks = 0;
                     _rebuild = false;

@@ -108,7 +108,7 @@ namespace QcowPS.Engine.Qcow2
             SyncFile();
 
             // Give back the file's tail that no cluster uses any more.
-            long last = (_file.Length >> cb) - 1;
+            long last = ((_file.Length + ClusterSize - 1) >> cb) - 1;  // a last cluster may be partly written
             while (last > 0 && GetRefcountLocked(last) == 0) last--;
             long end = (last + 1) << cb;
             if (end < _file.Length) _file.SetLength(end);

@@ -87,8 +87,11 @@ namespace QcowPS.Cmdlets
                     (File.Exists(p) ? " (replacing the existing file)" : "");
                 if (!ShouldProcess(p, action)) return;
                 Qcow2Creator.Create(p, options);
+                QcowImageInfo info;
                 using (var disk = DiskImage.Open(p, new OpenOptions { OpenBackingChain = false }))
-                    WriteObject(ImageInspector.Describe(disk));
+                    info = ImageInspector.Describe(disk);
+                // Emitted after closing, so the next command in the pipeline can open the image for writing.
+                WriteObject(info);
             });
         }
     }

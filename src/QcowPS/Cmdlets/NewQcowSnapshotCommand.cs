@@ -14,12 +14,12 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
+            using (OpenQcow2(path)) { }  // a missing or non-qcow2 file is an error even with -WhatIf
             if (!ShouldProcess(path, $"Create snapshot '{Name}'")) return;
+            QcowSnapshot created;
             using (var image = OpenQcow2(path, writable: true))
-            {
-                var snapshot = image.CreateSnapshot(Name);
-                WriteObject(ImageInspector.Describe(image, snapshot));
-            }
+                created = ImageInspector.Describe(image, image.CreateSnapshot(Name));
+            WriteObject(created);
         }
     }
 }

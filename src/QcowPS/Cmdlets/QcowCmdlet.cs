@@ -129,10 +129,12 @@ namespace QcowPS.Cmdlets
         /// <summary>Opens one image that must be qcow2 (snapshots, tables, writes), without its backing chain.</summary>
         protected static Engine.Qcow2.Qcow2Image OpenQcow2(string path, bool writable = false, bool backingChain = false, bool allowCorrupt = false)
         {
+            // A QED or raw file is the wrong kind of image; a file with no known magic is a damaged qcow2 image.
+            var probed = DiskImage.Probe(path);
             var disk = DiskImage.Open(path, new OpenOptions
             {
-                Format = ImageFormat.Auto, Writable = writable, OpenBackingChain = backingChain, AllowCorrupt = allowCorrupt,
-                RepairDirty = !allowCorrupt,
+                Format = probed == ImageFormat.Auto ? ImageFormat.Qcow2 : probed, Writable = writable, OpenBackingChain = backingChain,
+                AllowCorrupt = allowCorrupt, RepairDirty = !allowCorrupt,
             });
             if (disk is Engine.Qcow2.Qcow2Image image) return image;
             var format = disk.Format;

@@ -41,12 +41,10 @@ namespace QcowPS.Cmdlets
                 ? $"Repair {found.Corruptions} corruptions and {found.Leaks} leaks"
                 : $"Repair {found.Leaks} leaked clusters";
             if (!ShouldProcess(path, what)) return;
-            using (var image = OpenQcow2(path, writable: true, allowCorrupt: true))
-            {
-                var result = image.Check(mode);
-                result.Path = path;
-                WriteObject(result);
-            }
+            QcowCheckResult result;
+            using (var image = OpenQcow2(path, writable: true, allowCorrupt: true)) result = image.Check(mode);
+            result.Path = path;
+            WriteObject(result);
         }
 
         /// <summary>A consistent image may still carry the corrupt or dirty mark, which -All clears.</summary>

@@ -21,16 +21,25 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
+            long size = (Size + 511) & ~511L;
+            long current;
+            using (var image = OpenQcow2(path))
+            {
+                current = image.Length;
+                if (size < current && !AllowShrink)
+                    throw new QcowException(QcowErrorKind.InvalidArgument, path,
+                        $"Shrinking '{path}' from {current} to {size} bytes loses data; use -AllowShrink to do it anyway");
+                if (size < current && image.Snapshots.Count > 0)
+                    throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' has internal snapshots; an image with snapshots cannot shrink");
+            }
+            if (!ShouldProcess(path, $"Resize from {current} to {size} bytes")) return;
+            QcowImageInfo info;
             using (var image = OpenQcow2(path, writable: true))
             {
-                long size = (Size + 511) & ~511L;
-                if (size < image.Length && !AllowShrink)
-                    throw new QcowException(QcowErrorKind.InvalidArgument, path,
-                        $"Shrinking '{path}' from {image.Length} to {size} bytes loses data; use -AllowShrink to do it anyway");
-                if (!ShouldProcess(path, $"Resize from {image.Length} to {size} bytes")) return;
                 image.Resize(size, AllowShrink);
-                WriteObject(ImageInspector.Describe(image));
+                info = ImageInspector.Describe(image);
             }
+            WriteObject(info);
         }
     }
 }

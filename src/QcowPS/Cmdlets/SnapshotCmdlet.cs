@@ -23,13 +23,25 @@ namespace QcowPS.Cmdlets
         /// <summary>The snapshot -Id (or else -Name) selects, or a SnapshotNotFound error.</summary>
         protected Qcow2Snapshot Select(Qcow2Image image)
         {
-            if (Id == null && Name == null)
-                ThrowTerminatingError(ErrorRecords.Argument("SnapshotNotSpecified", image.Path, "Give the snapshot with -Name or -Id (or pipe it from Get-QcowSnapshot)."));
             var s = Id != null ? image.Snapshots.FirstOrDefault(x => x.Id == Id) : image.Snapshots.FirstOrDefault(x => x.Name == Name);
             if (s == null)
                 throw new QcowException(QcowErrorKind.SnapshotNotFound, image.Path,
                     $"No snapshot with {(Id != null ? $"ID '{Id}'" : $"name '{Name}'")} in '{image.Path}'");
             return s;
+        }
+
+        /// <summary>
+        /// Finds the snapshot on a read-only open, asks ShouldProcess, and only then opens the image for
+        /// writing (a writable open may repair a dirty image, which -WhatIf must not do).
+        /// </summary>
+        protected void Change(string path, System.Func<Qcow2Snapshot, string> describe, System.Action<Qcow2Image, Qcow2Snapshot> change)
+        {
+            if (Id == null && Name == null)
+                ThrowTerminatingError(ErrorRecords.Argument("SnapshotNotSpecified", path, "Give the snapshot with -Name or -Id (or pipe it from Get-QcowSnapshot)."));
+            Qcow2Snapshot target;
+            using (var image = OpenQcow2(path)) target = Select(image);
+            if (!ShouldProcess(path, describe(target))) return;
+            using (var image = OpenQcow2(path, writable: true)) change(image, Select(image));
         }
     }
 
@@ -38,15 +50,8 @@ namespace QcowPS.Cmdlets
     [OutputType(typeof(void))]
     public sealed class RemoveQcowSnapshotCommand : SnapshotCmdlet
     {
-        protected override void ProcessImage(string path)
-        {
-            using (var image = OpenQcow2(path, writable: true))
-            {
-                var s = Select(image);
-                if (!ShouldProcess(path, $"Delete snapshot '{s.Name}' (ID {s.Id})")) return;
-                image.DeleteSnapshot(s.Id);
-            }
-        }
+        protected override void ProcessImage(string path) =>
+            Change(path, s => $"Delete snapshot '{s.Name}' (ID {s.Id})", (image, s) => image.DeleteSnapshot(s.Id));
     }
 
     /// <summary>Reverts the disk to an internal snapshot, like qemu-img snapshot -a.</summary>
@@ -54,14 +59,7 @@ namespace QcowPS.Cmdlets
     [OutputType(typeof(void))]
     public sealed class RestoreQcowSnapshotCommand : SnapshotCmdlet
     {
-        protected override void ProcessImage(string path)
-        {
-            using (var image = OpenQcow2(path, writable: true))
-            {
-                var s = Select(image);
-                if (!ShouldProcess(path, $"Revert the disk to snapshot '{s.Name}' (ID {s.Id}), discarding changes made since")) return;
-                image.ApplySnapshot(s.Id);
-            }
-        }
+        protected override void ProcessImage(string path) =>
+            Change(path, s => $"Revert the disk to snapshot '{s.Name}' (ID {s.Id}), discarding changes made since", (image, s) => image.ApplySnapshot(s.Id));
     }
 }

@@ -14,13 +14,11 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
-            using (var image = OpenQcow2(path))
-            {
-                var result = image.Check(Qcow2RepairMode.None);
-                result.Path = path;
-                if (Detailed) WriteObject(result);
-                else WriteObject(result.IsConsistent && result.Leaks == 0);
-            }
+            QcowCheckResult result;
+            using (var image = OpenQcow2(path)) result = image.Check(Qcow2RepairMode.None);
+            result.Path = path;
+            if (Detailed) WriteObject(result);
+            else WriteObject(result.IsConsistent && result.Leaks == 0);
         }
     }
 }

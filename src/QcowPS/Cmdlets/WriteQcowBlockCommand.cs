@@ -91,12 +91,18 @@ namespace QcowPS.Cmdlets
                 what = $"Write {length} bytes at offset {Offset}";
             }
 
+            // Check the range on a read-only open first: -WhatIf must not open the image for writing
+            // (a writable open may repair a dirty image).
+            using (var probe = DiskImage.Open(path, new OpenOptions { OpenBackingChain = false }))
+            {
+                if (Offset > probe.Length || length > probe.Length - Offset)
+                    throw new QcowException(QcowErrorKind.InvalidArgument, path,
+                        $"Offset {Offset} and length {length} reach past the end of the disk ({probe.Length} bytes) of '{path}'");
+            }
+            if (!ShouldProcess(path, what)) return;
+            var written = new List<QcowBlock>();
             using (var disk = DiskImage.Open(path, new OpenOptions { Writable = true }))
             {
-                if (Offset > disk.Length || length > disk.Length - Offset)
-                    throw new QcowException(QcowErrorKind.InvalidArgument, path,
-                        $"Offset {Offset} and length {length} reach past the end of the disk ({disk.Length} bytes) of '{path}'");
-                if (!ShouldProcess(path, what)) return;
                 if (ParameterSetName == ZeroSet) disk.WriteZeroes(Offset, length);
                 else if (ParameterSetName == FileSet) CopyFromFile(disk, input, length);
                 else
@@ -106,12 +112,9 @@ namespace QcowPS.Cmdlets
                     disk.Write(at, joined, 0, joined.Length);
                 }
                 disk.Flush();
-                if (PassThru)
-                {
-                    foreach (var block in ImageInspector.Blocks(disk, Offset, length, ImageInspector.PieceSize(disk)))
-                        WriteObject(block);
-                }
+                if (PassThru) written.AddRange(ImageInspector.Blocks(disk, Offset, length, ImageInspector.PieceSize(disk)));
             }
+            foreach (var block in written) WriteObject(block);
         }
 
         private byte[] Join()
