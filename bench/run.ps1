@@ -79,7 +79,9 @@ $results = foreach ($r in $rows) {
     $qemuArgs = $r.Qemu
     $qemuTime = Measure-Median { Remove-Item $qemuOut -ErrorAction Ignore; & qemu-img convert @qemuArgs $r.Src $qemuOut; if ($LASTEXITCODE) { throw 'qemu-img failed' } }
     $peakFile = Join-Path $out 'peak.txt'
-    $script = "Import-Module '$module'; `$null = Convert-QcowImage -LiteralPath '$($r.Src)' -Destination '$psOut' $($r.Ps) -Force; [Diagnostics.Process]::GetCurrentProcess().Refresh(); Set-Content '$peakFile' ([Diagnostics.Process]::GetCurrentProcess().PeakWorkingSet64)"
+    $engineFile = Join-Path $out 'engine.txt'
+    $script = "Import-Module '$module'; `$r = Convert-QcowImage -LiteralPath '$($r.Src)' -Destination '$psOut' $($r.Ps) -Force; [Diagnostics.Process]::GetCurrentProcess().Refresh(); Set-Content '$peakFile' ([Diagnostics.Process]::GetCurrentProcess().PeakWorkingSet64); Add-Content '$engineFile' `$r.Duration.TotalSeconds"
+    Remove-Item $engineFile -ErrorAction Ignore
     Push-Location $repo
     try {
         $psTime = Measure-Median { Remove-Item $psOut -ErrorAction Ignore; & dotnet pwsh -NoProfile -NonInteractive -Command $script; if ($LASTEXITCODE) { throw 'QcowPS failed' } }
@@ -91,6 +93,7 @@ $results = foreach ($r in $rows) {
         'qemu-img s'    = [Math]::Round($qemuTime, 2)
         'QcowPS s'      = [Math]::Round($psTime, 2)
         'speed-up'      = [Math]::Round($qemuTime / $psTime, 2)
+        'in-cmdlet s'   = [Math]::Round(((Get-Content $engineFile | ForEach-Object { [double]$_ }) | Sort-Object)[[int][Math]::Floor($Runs / 2)], 2)
         'qemu-img MiB'  = [Math]::Round((Get-Item $qemuOut).Length / 1MB, 1)
         'QcowPS MiB'    = [Math]::Round((Get-Item $psOut).Length / 1MB, 1)
         'size ratio'    = [Math]::Round((Get-Item $psOut).Length / [Math]::Max([long]1, [long](Get-Item $qemuOut).Length), 3)

@@ -104,9 +104,13 @@ namespace QcowPS.Engine.Operations
             string backingFormat = null;
             if (o.DestinationFormat == ImageFormat.Qcow2)
             {
-                createOptions.Size = size;
+                // qcow2 sizes are whole sectors (as qemu-img rounds them); the tail past the source reads as zeros.
+                createOptions.Size = (size + 511) & ~511L;
                 Qcow2Creator.Validate(destination, createOptions, out backingFormat);
             }
+            string folder = Path.GetDirectoryName(destination);
+            if (!string.IsNullOrEmpty(folder) && !Directory.Exists(folder))
+                throw new QcowException(QcowErrorKind.NotFound, destination, $"The folder of '{destination}' does not exist");
             int clusterSize = o.DestinationFormat == ImageFormat.Qcow2 ? o.ClusterSize : 65536;
             int chunkClusters = Math.Max(1, (1 << 20) / clusterSize);
             int chunkBytes = chunkClusters * clusterSize;
@@ -133,7 +137,7 @@ namespace QcowPS.Engine.Operations
                         }
                         IHostFile file = FileHostFile.Create(temp, false);
                         if (o.WrapDestination != null) file = o.WrapDestination(file);
-                        Qcow2Creator.WriteEmptyImage(file, createOptions, size, backingFormat);
+                        Qcow2Creator.WriteEmptyImage(file, createOptions, createOptions.Size.Value, backingFormat);
                         qcow = Qcow2Image.Open(file, new OpenOptions { Writable = true });
                     }
                     else
@@ -266,6 +270,7 @@ namespace QcowPS.Engine.Operations
                         rawFile = null;
                     }
                     Qcow2Creator.MoveIntoPlace(temp, destination, o.Overwrite);
+                    if (o.DestinationFormat == ImageFormat.Qcow2) result.VirtualSize = createOptions.Size.Value;
                     result.DataClusters = counters.Data;
                     result.ZeroClusters = counters.Zero;
                     result.CompressedClusters = counters.Compressed;
@@ -396,7 +401,8 @@ namespace QcowPS.Engine.Operations
                     Array.Clear(backingData, (int)available, clusterSize - (int)available);
                     bool same = BytesEqual(chunk.Data, at, backingData, n);
                     if (same) { chunk.Kinds[c] = ClusterKind.Skip; continue; }
-                    if (zero) { chunk.Kinds[c] = ClusterKind.Zero; continue; }
+                    // Zeros over backing data: the zero flag on v3; v2 has none, so zeros are written as data.
+                    if (zero) { chunk.Kinds[c] = o.Version >= 3 ? ClusterKind.Zero : ClusterKind.Data; continue; }
                 }
                 else if (zero) { chunk.Kinds[c] = ClusterKind.Skip; continue; }
 

@@ -129,6 +129,9 @@ namespace QcowPS.Engine.Qcow2
                 throw new QcowException(QcowErrorKind.AlreadyExists, path, $"'{path}' already exists (use -Force to replace it)");
             if (Directory.Exists(path))
                 throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a directory");
+            string folder = Path.GetDirectoryName(path);
+            if (!string.IsNullOrEmpty(folder) && !Directory.Exists(folder))
+                throw new QcowException(QcowErrorKind.NotFound, path, $"The folder of '{path}' does not exist");
 
             string temp = Path.Combine(Path.GetDirectoryName(path) ?? ".", "." + Path.GetFileName(path) + ".qcowps-" + Guid.NewGuid().ToString("N").Substring(0, 8));
             // Replacing a file: hold its write lock until the new image takes its place, so an image a VM

@@ -135,7 +135,9 @@ namespace QcowPS.Engine.Qcow2
         {
             int cs = ClusterSize;
             long tail = _compressedTail;
-            if (tail != 0 && (tail & (cs - 1)) != 0)
+            // A host cluster takes another stream only while its refcount has room for one more user
+            // (narrow refcount widths fill up: then a new run starts, as qemu-img does).
+            if (tail != 0 && (tail & (cs - 1)) != 0 && CanAddReference(tail >> ClusterBits))
             {
                 long current = tail >> ClusterBits;
                 int free = (int)(cs - (tail & (cs - 1)));

@@ -122,7 +122,8 @@ namespace QcowPS.Cmdlets
                 throw new QcowException(QcowErrorKind.AlreadyExists, target, $"'{target}' already exists; use -Force to replace it");
             if (!ShouldProcess(target, $"Write {length} bytes of guest data from '{disk.Path}'")) return;
             _outFileWritten = target;
-            const int chunk = 4 << 20;
+            // A few clusters at a time: bounded memory whatever the disk size.
+            int chunk = Math.Max(256 << 10, 4 * ImageInspector.PieceSize(disk));
             var buffer = new byte[(int)Math.Min(chunk, Math.Max(length, 1))];
             var progress = new ProgressRecord(1, $"Reading {disk.Path}", $"Writing {target}");
             using (var output = new FileStream(target, FileMode.Create, FileAccess.Write, FileShare.Read))
@@ -153,7 +154,7 @@ namespace QcowPS.Cmdlets
                         output.Write(buffer, 0, n);
                     }
                     done += n;
-                    if (done - lastReport >= (64 << 20) || done == length)
+                    if (done - lastReport >= (64 << 20) || done == length)  // progress every 64 MiB
                     {
                         lastReport = done;
                         progress.PercentComplete = (int)(done * 100 / length);
