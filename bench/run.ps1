@@ -13,7 +13,7 @@
 .EXAMPLE
     dotnet tool restore && dotnet build -c Release && dotnet pwsh bench/run.ps1 -Runs 3
 #>
-[CmdletBinding()]
+[CmdletBinding(PositionalBinding = $false)]
 param(
     [int]$Runs = 3,
     [string]$DataDir = (Join-Path $PSScriptRoot 'data'),
@@ -59,7 +59,10 @@ $rows = @(
     @{ Name = 'zlib qcow2 -> raw';           Src = $zlib;  Qemu = @('-O', 'raw');                                          Ps = "-DestinationFormat Raw" }
     @{ Name = 'plain qcow2 -> raw';          Src = $plain; Qemu = @('-O', 'raw');                                          Ps = "-DestinationFormat Raw" }
 )
-if ($Row) { $rows = $rows | Where-Object { $n = $_.Name; $Row | Where-Object { $n -like $_ } } }
+if ($Row) {
+    $patterns = $Row | ForEach-Object { $_ -split ',' } | ForEach-Object { $_.Trim() }  # -File passes 'a,b' as one string
+    $rows = $rows | Where-Object { $n = $_.Name; $patterns | Where-Object { $n -like $_ } }
+}
 
 function Measure-Median([scriptblock]$Action) {
     $times = foreach ($i in 1..$Runs) {
@@ -72,6 +75,13 @@ function Measure-Median([scriptblock]$Action) {
     ($times | Sort-Object)[[int][Math]::Floor($Runs / 2)]
 }
 
+# The PowerShell that runs this script, started directly (as an installed pwsh starts); `dotnet pwsh`
+# would add the .NET CLI's tool-manifest lookup (about 0.35 s here) to every run.
+$pwshExe = Join-Path $PSHOME 'pwsh'
+$pwshDll = Join-Path $PSHOME 'pwsh.dll'
+$pwshCommand = if (Test-Path $pwshExe) { @($pwshExe) } else { @('dotnet', $pwshDll) }
+Write-Host "QcowPS runs in: $($pwshCommand -join ' ')"
+
 $results = foreach ($r in $rows) {
     $qemuOut = Join-Path $out 'qemu.out'
     $psOut = Join-Path $out 'qcowps.out'
@@ -80,11 +90,15 @@ $results = foreach ($r in $rows) {
     $qemuTime = Measure-Median { Remove-Item $qemuOut -ErrorAction Ignore; & qemu-img convert @qemuArgs $r.Src $qemuOut; if ($LASTEXITCODE) { throw 'qemu-img failed' } }
     $peakFile = Join-Path $out 'peak.txt'
     $engineFile = Join-Path $out 'engine.txt'
-    $script = "Import-Module '$module'; `$r = Convert-QcowImage -LiteralPath '$($r.Src)' -Destination '$psOut' $($r.Ps) -Force; [Diagnostics.Process]::GetCurrentProcess().Refresh(); Set-Content '$peakFile' ([Diagnostics.Process]::GetCurrentProcess().PeakWorkingSet64); Add-Content '$engineFile' `$r.Duration.TotalSeconds"
+    # The child writes its bookkeeping with .NET calls: Set-Content would autoload a module and add its start-up to the time.
+    $script = "Import-Module '$module'; `$r = Convert-QcowImage -LiteralPath '$($r.Src)' -Destination '$psOut' $($r.Ps) -Force; " +
+        "[IO.File]::WriteAllText('$peakFile', [Diagnostics.Process]::GetCurrentProcess().PeakWorkingSet64); " +
+        "[IO.File]::AppendAllText('$engineFile', [string]`$r.Duration.TotalSeconds + [Environment]::NewLine)"
     Remove-Item $engineFile -ErrorAction Ignore
     Push-Location $repo
     try {
-        $psTime = Measure-Median { Remove-Item $psOut -ErrorAction Ignore; & dotnet pwsh -NoProfile -NonInteractive -Command $script; if ($LASTEXITCODE) { throw 'QcowPS failed' } }
+        $exe, $rest = $pwshCommand
+        $psTime = Measure-Median { Remove-Item $psOut -ErrorAction Ignore; & $exe @rest -NoProfile -NonInteractive -Command $script; if ($LASTEXITCODE) { throw 'QcowPS failed' } }
     } finally { Pop-Location }
     # Same guest data: checked once per row.
     $compare = & qemu-img compare $qemuOut $psOut 2>&1

@@ -25,10 +25,16 @@ namespace QcowPS.Engine.Compression
         /// is not a valid stream or does not yield a whole cluster.
         /// </summary>
         public bool Decompress(byte[] source, int sourceLength, byte[] destination, int length) =>
-            Decompress(source, sourceLength, destination, length, out _);
+            Decompress(source, sourceLength, destination, 0, length, out _);
 
-        /// <summary>As Decompress, also telling how many input bytes the stream used (to copy it without recompressing).</summary>
-        public abstract bool Decompress(byte[] source, int sourceLength, byte[] destination, int length, out int consumed);
+        public bool Decompress(byte[] source, int sourceLength, byte[] destination, int length, out int consumed) =>
+            Decompress(source, sourceLength, destination, 0, length, out consumed);
+
+        /// <summary>
+        /// As Decompress, into destination[destinationOffset..], also telling how many input bytes the
+        /// stream used (to copy it without recompressing).
+        /// </summary>
+        public abstract bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed);
 
         /// <summary>
         /// Compresses source[0..length) into destination; returns the compressed size, or -1 when it

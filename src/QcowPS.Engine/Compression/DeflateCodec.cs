@@ -75,10 +75,10 @@ namespace QcowPS.Engine.Compression
 
         public DeflateCodec(int level = DefaultLevel) { _level = level; }
 
-        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
+        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
         {
             consumed = sourceLength;
-            if (!NativeAvailable) return DecompressManaged(source, sourceLength, destination, length);
+            if (!NativeAvailable) return DecompressManaged(source, sourceLength, destination, destinationOffset, length);
             if (_inflater == null)
             {
                 _inflater = (ZStream*)Marshal.AllocHGlobal(sizeof(ZStream));
@@ -98,7 +98,7 @@ namespace QcowPS.Engine.Compression
             {
                 _inflater->NextIn = src;
                 _inflater->AvailIn = (uint)sourceLength;
-                _inflater->NextOut = dst;
+                _inflater->NextOut = dst + destinationOffset;
                 _inflater->AvailOut = (uint)length;
                 int ret = Inflate(_inflater, ZFinish);
                 consumed = sourceLength - (int)_inflater->AvailIn;
@@ -107,7 +107,7 @@ namespace QcowPS.Engine.Compression
             }
         }
 
-        private static bool DecompressManaged(byte[] source, int sourceLength, byte[] destination, int length)
+        private static bool DecompressManaged(byte[] source, int sourceLength, byte[] destination, int offset, int length)
         {
             try
             {
@@ -117,7 +117,7 @@ namespace QcowPS.Engine.Compression
                     int total = 0;
                     while (total < length)
                     {
-                        int n = inflate.Read(destination, total, length - total);
+                        int n = inflate.Read(destination, offset + total, length - total);
                         if (n <= 0) break;
                         total += n;
                     }

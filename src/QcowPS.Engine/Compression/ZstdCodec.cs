@@ -19,14 +19,14 @@ namespace QcowPS.Engine.Compression
 
         public ZstdCodec(int level = DefaultLevel) { _level = level; }
 
-        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
+        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
         {
             consumed = 0;
-            return _native ? DecompressNative(source, sourceLength, destination, length, out consumed)
-                           : DecompressManaged(source, sourceLength, destination, length, out consumed);
+            return _native ? DecompressNative(source, sourceLength, destination, destinationOffset, length, out consumed)
+                           : DecompressManaged(source, sourceLength, destination, destinationOffset, length, out consumed);
         }
 
-        private bool DecompressNative(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
+        private bool DecompressNative(byte[] source, int sourceLength, byte[] destination, int offset, int length, out int consumed)
         {
             consumed = 0;
             if (_dctx == IntPtr.Zero) _dctx = NativeZstd.CreateDCtx();
@@ -35,7 +35,7 @@ namespace QcowPS.Engine.Compression
             fixed (byte* dst = destination)
             {
                 var input = new NativeZstd.InBuffer { Source = src, Size = (UIntPtr)sourceLength, Position = UIntPtr.Zero };
-                var output = new NativeZstd.OutBuffer { Destination = dst, Size = (UIntPtr)length, Position = UIntPtr.Zero };
+                var output = new NativeZstd.OutBuffer { Destination = dst + offset, Size = (UIntPtr)length, Position = UIntPtr.Zero };
                 while ((long)output.Position < length)
                 {
                     ulong lastIn = (ulong)input.Position, lastOut = (ulong)output.Position;
@@ -48,7 +48,7 @@ namespace QcowPS.Engine.Compression
             }
         }
 
-        private bool DecompressManaged(byte[] source, int sourceLength, byte[] destination, int length, out int consumed)
+        private bool DecompressManaged(byte[] source, int sourceLength, byte[] destination, int offset, int length, out int consumed)
         {
             consumed = 0;
             if (_decompressor == null) _decompressor = new Decompressor();
@@ -60,7 +60,7 @@ namespace QcowPS.Engine.Compression
                 {
                     var status = _decompressor.UnwrapStream(
                         new ReadOnlySpan<byte>(source, consumedTotal, sourceLength - consumedTotal),
-                        new Span<byte>(destination, writtenTotal, length - writtenTotal),
+                        new Span<byte>(destination, offset + writtenTotal, length - writtenTotal),
                         out int usedNow, out int written);
                     consumedTotal += usedNow;
                     writtenTotal += written;

@@ -1,9 +1,9 @@
 using System;
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using QcowPS.Engine.Compression;
 using QcowPS.Engine.IO;
@@ -150,9 +150,9 @@ namespace QcowPS.Engine.Operations
                     // Bounded memory: at most 'slots' chunks exist at once (read, queued, compressing or
                     // waiting to be written in order), and their buffers come from one pool.
                     int slots = threads * 3 + 2;
-                    var inFlight = new SemaphoreSlim(slots, slots);
+                    var inFlight = new Slots(slots);
                     var pool = ArrayPool<byte>.Create(Math.Max(chunkBytes, (2 << 21) * 2 + 1024), slots * 4 + 16);
-                    var todo = new BlockingCollection<Chunk>(slots);
+                    var todo = new WorkQueue<Chunk>();
                     var done = new Dictionary<long, Chunk>();
                     var doneGate = new object();
                     long chunkCount = (size + chunkBytes - 1) / chunkBytes;
@@ -179,12 +179,12 @@ namespace QcowPS.Engine.Operations
                                 long t0 = Stopwatch.GetTimestamp();
                                 ReadChunk(source, chunk, clusterSize, pool);
                                 Interlocked.Add(ref s_readTicks, Stopwatch.GetTimestamp() - t0);
-                                todo.Add(chunk, token);
+                                todo.Add(chunk);
                             }
-                            todo.CompleteAdding();
+                            todo.Complete();
                         }
-                        catch (OperationCanceledException) { todo.CompleteAdding(); }
-                        catch (Exception e) { Fail(e); todo.CompleteAdding(); }
+                        catch (OperationCanceledException) { todo.Complete(); }
+                        catch (Exception e) { Fail(e); todo.Complete(); }
                     }) { IsBackground = true, Name = "QcowPS convert reader" };
 
                     var workers = new List<Thread>();
@@ -200,7 +200,7 @@ namespace QcowPS.Engine.Operations
                             }
                             try
                             {
-                                foreach (var chunk in todo.GetConsumingEnumerable(token))
+                                for (var chunk = todo.Take(token); chunk != null; chunk = todo.Take(token))
                                 {
                                     long t0 = Stopwatch.GetTimestamp();
                                     ProcessChunk(chunk, clusterSize, o, backing, Codec, pool);
@@ -303,6 +303,7 @@ namespace QcowPS.Engine.Operations
             e is QcowException q ? new QcowException(q.Kind, q.FilePath, q.Message, q) : new QcowException(QcowErrorKind.IoError, null, e.Message, e);
 
         /// <summary>Reader thread: one chunk of guest data, with zero runs marked and compressed streams fetched raw.</summary>
+        [MethodImpl(ZeroDetector.Hot)]
         private static void ReadChunk(VirtualDisk source, Chunk chunk, int clusterSize, ArrayPool<byte> pool)
         {
             int clusters = (chunk.Length + clusterSize - 1) / clusterSize;
@@ -347,6 +348,7 @@ namespace QcowPS.Engine.Operations
         }
 
         /// <summary>Worker thread: inflate fetched streams, classify each destination cluster, compress.</summary>
+        [MethodImpl(ZeroDetector.Hot)]
         private static void ProcessChunk(Chunk chunk, int clusterSize, ConvertOptions o, VirtualDisk backing,
             Func<Qcow2CompressionType, ClusterCodec> codec, ArrayPool<byte> pool)
         {
@@ -355,17 +357,34 @@ namespace QcowPS.Engine.Operations
             byte[] cluster = null;
             foreach (var p in chunk.Inflate)
             {
-                if (cluster == null || cluster.Length < p.ClusterSize)
+                // Inflate straight into the chunk when the source cluster lies inside it (the usual case).
+                bool inside = p.ClusterStart >= chunk.Offset && p.ClusterStart + p.ClusterSize <= chunk.Offset + chunk.Length;
+                byte[] target;
+                int targetOffset;
+                if (inside)
                 {
-                    if (cluster != null) pool.Return(cluster);
-                    cluster = pool.Rent(p.ClusterSize);
+                    target = chunk.Data;
+                    targetOffset = (int)(p.ClusterStart - chunk.Offset);
                 }
-                if (!codec(p.Type).Decompress(p.Stream, p.StreamLength, cluster, p.ClusterSize, out int consumed))
+                else
+                {
+                    if (cluster == null || cluster.Length < p.ClusterSize)
+                    {
+                        if (cluster != null) pool.Return(cluster);
+                        cluster = pool.Rent(p.ClusterSize);
+                    }
+                    target = cluster;
+                    targetOffset = 0;
+                }
+                if (!codec(p.Type).Decompress(p.Stream, p.StreamLength, target, targetOffset, p.ClusterSize, out int consumed))
                     throw new QcowException(QcowErrorKind.Corrupt, null, $"The compressed cluster at guest offset 0x{p.ClusterStart:X} of the source is not a valid stream");
-                // Copy the part of the source cluster this chunk covers.
-                long from = Math.Max(p.ClusterStart, chunk.Offset);
-                long to = Math.Min(p.ClusterStart + p.ClusterSize, chunk.Offset + chunk.Length);
-                Array.Copy(cluster, (int)(from - p.ClusterStart), chunk.Data, (int)(from - chunk.Offset), (int)(to - from));
+                if (!inside)
+                {
+                    // Copy the part of the source cluster this chunk covers.
+                    long from = Math.Max(p.ClusterStart, chunk.Offset);
+                    long to = Math.Min(p.ClusterStart + p.ClusterSize, chunk.Offset + chunk.Length);
+                    Array.Copy(cluster, (int)(from - p.ClusterStart), chunk.Data, (int)(from - chunk.Offset), (int)(to - from));
+                }
                 bool sameShape = o.Compress && p.ClusterSize == clusterSize && p.Type == o.CompressionType &&
                     p.ClusterStart >= chunk.Offset && p.ClusterStart + clusterSize <= chunk.Offset + chunk.Length;
                 if (sameShape && consumed < clusterSize)
@@ -446,6 +465,7 @@ namespace QcowPS.Engine.Operations
             new ReadOnlySpan<byte>(a, at, length).SequenceEqual(new ReadOnlySpan<byte>(b, 0, length));
 
         /// <summary>Calling thread: runs of data clusters in one write each, compressed streams packed.</summary>
+        [MethodImpl(ZeroDetector.Hot)]
         private static void WriteQcow2Chunk(Qcow2Image image, Chunk chunk, int clusterSize, Counters result)
         {
             long firstCluster = chunk.Offset / clusterSize;
@@ -498,6 +518,7 @@ namespace QcowPS.Engine.Operations
         }
 
         /// <summary>Calling thread: data written in runs at 4 KiB granularity, all-zero blocks left as holes.</summary>
+        [MethodImpl(ZeroDetector.Hot)]
         private static void WriteRawChunk(IHostFile file, Chunk chunk, Counters result)
         {
             const int block = 4096;

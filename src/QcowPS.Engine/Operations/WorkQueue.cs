@@ -1,0 +1,79 @@
+using System.Collections.Generic;
+using System.Threading;
+
+namespace QcowPS.Engine.Operations
+{
+    /// <summary>
+    /// A small blocking FIFO for the conversion pipeline. Waiting threads sleep on a monitor rather than
+    /// spin: with two cores, a spinning consumer takes CPU from the threads that compress.
+    /// Capacity is not enforced here (the pipeline bounds the chunks in flight itself).
+    /// </summary>
+    internal sealed class WorkQueue<T> where T : class
+    {
+        private readonly Queue<T> _items = new Queue<T>();
+        private bool _completed;
+
+        public void Add(T item)
+        {
+            lock (_items)
+            {
+                _items.Enqueue(item);
+                Monitor.Pulse(_items);
+            }
+        }
+
+        public void Complete()
+        {
+            lock (_items)
+            {
+                _completed = true;
+                Monitor.PulseAll(_items);
+            }
+        }
+
+        /// <summary>The next item, or null once the queue is completed and empty or the token is cancelled.</summary>
+        public T Take(CancellationToken token)
+        {
+            lock (_items)
+            {
+                while (_items.Count == 0)
+                {
+                    if (_completed || token.IsCancellationRequested) return null;
+                    Monitor.Wait(_items, 100);
+                }
+                return _items.Dequeue();
+            }
+        }
+    }
+
+    /// <summary>A counting gate for chunks in flight: the reader waits on it, the writer releases it; no spinning.</summary>
+    internal sealed class Slots
+    {
+        private readonly object _gate = new object();
+        private int _free;
+
+        public Slots(int count) { _free = count; }
+
+        public void Wait(CancellationToken token)
+        {
+            lock (_gate)
+            {
+                while (_free == 0)
+                {
+                    token.ThrowIfCancellationRequested();
+                    Monitor.Wait(_gate, 100);
+                }
+                _free--;
+            }
+        }
+
+        public void Release()
+        {
+            lock (_gate)
+            {
+                _free++;
+                Monitor.Pulse(_gate);
+            }
+        }
+    }
+}
