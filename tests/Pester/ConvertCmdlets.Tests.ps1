@@ -953,3 +953,38 @@ Describe 'Compare-QcowImage: verifying copies like qemu-img compare' -Skip:$Skip
         Remove-Item -LiteralPath $archive
     }
 }
+
+Describe 'Convert-QcowImage -CompressionLevel' -Skip:$SkipImages {
+    BeforeAll {
+        Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
+        Assert-QemuTools
+        Import-QcowPSModule | Out-Null
+        $dir = New-QcowTestFolder
+        $raw = Join-Path $dir 'text.raw'
+        $line = [Text.Encoding]::ASCII.GetBytes("QcowPS compression level test line with some varied words $(1..40 -join ' ')`n")
+        $bytes = [byte[]]::new(4MB)
+        for ($i = 0; $i -lt $bytes.Length; $i++) { $bytes[$i] = $line[$i % $line.Length] -bxor [byte](($i -shr 12) % 7) }
+        [IO.File]::WriteAllBytes($raw, $bytes)
+    }
+    AfterAll { Remove-QcowTestFolder $dir }
+
+    It 'zstd level 1 and 19 both read back in QEMU, and 19 is no larger than 1' {
+        $fast = Join-Path $dir 'fast.qcow2'
+        $small = Join-Path $dir 'small.qcow2'
+        Convert-QcowImage -LiteralPath $raw -Format Raw -Destination $fast -Compress -CompressionType Zstd -CompressionLevel 1 | Out-Null
+        Convert-QcowImage -LiteralPath $raw -Format Raw -Destination $small -Compress -CompressionType Zstd -CompressionLevel 19 | Out-Null
+        foreach ($f in $fast, $small) {
+            & qemu-img compare -f raw -F qcow2 $raw $f | Out-Null
+            $LASTEXITCODE | Should -Be 0
+        }
+        (Get-Item $small).Length | Should -BeLessOrEqual (Get-Item $fast).Length
+    }
+
+    It 'a zlib level above 9 and a level without -Compress are terminating parameter errors' {
+        { Convert-QcowImage -LiteralPath $raw -Format Raw -Destination (Join-Path $dir 'x.qcow2') -Compress -CompressionLevel 12 } |
+            Should -Throw -ErrorId 'QcowPS.InvalidCompressionLevel,QcowPS.Cmdlets.ConvertQcowImageCommand'
+        { Convert-QcowImage -LiteralPath $raw -Format Raw -Destination (Join-Path $dir 'x.qcow2') -CompressionLevel 3 } |
+            Should -Throw -ErrorId 'QcowPS.ConflictingParameters,QcowPS.Cmdlets.ConvertQcowImageCommand'
+        Test-Path (Join-Path $dir 'x.qcow2') | Should -BeFalse
+    }
+}

@@ -9,12 +9,16 @@ namespace QcowPS.Engine.Compression
     /// </summary>
     public abstract class ClusterCodec : IDisposable
     {
-        public static ClusterCodec Create(Qcow2CompressionType type)
+        /// <summary>QEMU's levels: zlib's default 6, zstd's default 3.</summary>
+        public static int DefaultLevel(Qcow2CompressionType type) => type == Qcow2CompressionType.Zstd ? ZstdCodec.DefaultLevel : DeflateCodec.DefaultLevel;
+
+        /// <summary>A codec; level 0 means the default level of the type (the one QEMU uses).</summary>
+        public static ClusterCodec Create(Qcow2CompressionType type, int level = 0)
         {
             switch (type)
             {
-                case Qcow2CompressionType.Zlib: return new DeflateCodec();
-                case Qcow2CompressionType.Zstd: return new ZstdCodec();
+                case Qcow2CompressionType.Zlib: return new DeflateCodec(level > 0 ? Math.Min(level, 9) : DeflateCodec.DefaultLevel);
+                case Qcow2CompressionType.Zstd: return new ZstdCodec(level > 0 ? Math.Min(level, 19) : ZstdCodec.DefaultLevel);
                 default: throw new QcowException(QcowErrorKind.Unsupported, $"Unknown compression type {(int)type}");
             }
         }

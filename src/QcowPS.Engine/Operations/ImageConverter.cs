@@ -17,6 +17,8 @@ namespace QcowPS.Engine.Operations
         public ImageFormat DestinationFormat { get; set; } = ImageFormat.Qcow2;
         public bool Compress { get; set; }
         public Qcow2CompressionType CompressionType { get; set; } = Qcow2CompressionType.Zlib;
+        /// <summary>Compression level (zlib 1-9, zstd 1-19); 0: QEMU's default for the type (zlib 6, zstd 3).</summary>
+        public int CompressionLevel { get; set; }
         public int ClusterSize { get; set; } = 65536;
         public int Version { get; set; } = 3;
         public int RefcountBits { get; set; } = 16;
@@ -195,7 +197,7 @@ namespace QcowPS.Engine.Operations
                             var codecs = new Dictionary<Qcow2CompressionType, ClusterCodec>();
                             ClusterCodec Codec(Qcow2CompressionType type)
                             {
-                                if (!codecs.TryGetValue(type, out var c)) codecs[type] = c = ClusterCodec.Create(type);
+                                if (!codecs.TryGetValue(type, out var c)) codecs[type] = c = ClusterCodec.Create(type, type == o.CompressionType ? o.CompressionLevel : 0);
                                 return c;
                             }
                             try

@@ -27,6 +27,11 @@ namespace QcowPS.Cmdlets
         [Parameter]
         public Qcow2CompressionType CompressionType { get; set; } = Qcow2CompressionType.Zlib;
 
+        /// <summary>Compression level: zlib 1-9, zstd 1-19 (default: QEMU's, zlib 6 and zstd 3).</summary>
+        [Parameter]
+        [ValidateRange(1, 19)]
+        public int CompressionLevel { get; set; }
+
         [Parameter]
         [SizeTransformation]
         [ValidateSet("512", "1024", "2048", "4096", "8192", "16384", "32768", "65536", "131072", "262144", "524288", "1048576", "2097152")]
@@ -74,6 +79,10 @@ namespace QcowPS.Cmdlets
 
         protected override void BeginProcessing()
         {
+            if (CompressionLevel > 9 && CompressionType == Qcow2CompressionType.Zlib)
+                ThrowTerminatingError(ErrorRecords.Argument("InvalidCompressionLevel", CompressionLevel, "zlib levels are 1 to 9 (zstd: 1 to 19)."));
+            if (CompressionLevel > 0 && !Compress)
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", CompressionLevel, "-CompressionLevel needs -Compress."));
             if (DestinationFormat == "Raw" && (Compress || BackingFile != null))
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", Destination, "A raw destination cannot be compressed or have a backing file."));
         }
@@ -109,6 +118,7 @@ namespace QcowPS.Cmdlets
                         DestinationFormat = DestinationFormat == "Raw" ? ImageFormat.Raw : ImageFormat.Qcow2,
                         Compress = Compress,
                         CompressionType = CompressionType,
+                        CompressionLevel = CompressionLevel,
                         ClusterSize = (int)ClusterSize,
                         Version = Version,
                         RefcountBits = RefcountBits,
