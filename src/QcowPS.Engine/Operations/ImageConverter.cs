@@ -298,7 +298,7 @@ namespace QcowPS.Engine.Operations
         private static long s_readTicks, s_workTicks, s_writeTicks;
 
         /// <summary>Seconds spent reading, processing (summed over workers) and writing, for profiling.</summary>
-        public static string TimingReport() =>
+        internal static string TimingReport() =>
             $"read {s_readTicks / (double)Stopwatch.Frequency:F2} s, work {s_workTicks / (double)Stopwatch.Frequency:F2} s, write {s_writeTicks / (double)Stopwatch.Frequency:F2} s";
 
         private static Exception Rethrow(Exception e) =>

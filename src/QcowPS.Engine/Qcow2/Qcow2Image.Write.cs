@@ -257,6 +257,17 @@ namespace QcowPS.Engine.Qcow2
             return (copy, copyOffset);
         }
 
+        /// <summary>The writable L2 table holding a guest cluster's entry, the entry's index, and the entry (validated).</summary>
+        private (byte[] table, long l2Offset, int l2Index, L2Entry entry) EntryForWrite(long clusterOffset)
+        {
+            long clusterIndex = clusterOffset >> ClusterBits;
+            int l2Index = (int)(clusterIndex % Header.L2Entries);
+            var (table, l2Offset) = L2TableForWrite(clusterIndex / Header.L2Entries);
+            var entry = ReadL2Entry(table, l2Index);
+            ValidateEntry(entry, l2Offset, l2Index);
+            return (table, l2Offset, l2Index, entry);
+        }
+
         private void SetL2Entry(byte[] table, long l2Offset, int l2Index, ulong raw, ulong bitmap)
         {
             if (Header.HasExtendedL2)
@@ -315,12 +326,7 @@ namespace QcowPS.Engine.Qcow2
         private void WriteInCluster(long clusterOffset, int inCluster, byte[] data, int index, int count, bool zero)
         {
             int cs = ClusterSize;
-            long clusterIndex = clusterOffset >> ClusterBits;
-            long l1Index = clusterIndex / Header.L2Entries;
-            int l2Index = (int)(clusterIndex % Header.L2Entries);
-            var (table, l2Offset) = L2TableForWrite(l1Index);
-            var e = ReadL2Entry(table, l2Index);
-            ValidateEntry(e, l2Offset, l2Index);
+            var (table, l2Offset, l2Index, e) = EntryForWrite(clusterOffset);
 
             bool inPlace = !e.IsCompressed && e.IsCopied && (e.HostOffset != 0 || Header.HasExternalDataFile);
             if (Header.HasExtendedL2)
@@ -428,18 +434,13 @@ namespace QcowPS.Engine.Qcow2
         /// </summary>
         private bool ZeroWholeCluster(long clusterOffset)
         {
-            long clusterIndex = clusterOffset >> ClusterBits;
-            long l1Index = clusterIndex / Header.L2Entries;
-            int l2Index = (int)(clusterIndex % Header.L2Entries);
+            long l1Index = (clusterOffset >> ClusterBits) / Header.L2Entries;
             bool backing = HasBackingData(clusterOffset);
             if (Header.Version < 3 && backing) return false;
             if (Header.HasExternalDataFile && Header.RawExternalData) return false;  // the data file must read as the disk
 
-            ulong l1Entry = _l1[l1Index];
-            if (L2OffsetOf(l1Entry, l1Index) == 0 && !backing && Header.Version < 3) return true;  // already reads as zeros
-            var (table, l2Offset) = L2TableForWrite(l1Index);
-            var e = ReadL2Entry(table, l2Index);
-            ValidateEntry(e, l2Offset, l2Index);
+            if (L2OffsetOf(_l1[l1Index], l1Index) == 0 && !backing && Header.Version < 3) return true;  // already reads as zeros
+            var (table, l2Offset, l2Index, e) = EntryForWrite(clusterOffset);
             ReleaseEntry(e);
             if (Header.HasExtendedL2)
                 SetL2Entry(table, l2Offset, l2Index, 0, 0xFFFF_FFFFUL << 32);
@@ -458,12 +459,7 @@ namespace QcowPS.Engine.Qcow2
             int endWhole = (inCluster + count) / sc;
             if (firstWhole >= endWhole) return false;
             if (Header.HasExternalDataFile && Header.RawExternalData) return false;
-            long clusterIndex = clusterOffset >> ClusterBits;
-            long l1Index = clusterIndex / Header.L2Entries;
-            int l2Index = (int)(clusterIndex % Header.L2Entries);
-            var (table, l2Offset) = L2TableForWrite(l1Index);
-            var e = ReadL2Entry(table, l2Index);
-            ValidateEntry(e, l2Offset, l2Index);
+            var (table, l2Offset, l2Index, e) = EntryForWrite(clusterOffset);
             if (e.IsCompressed || (e.Type == ClusterType.Normal && !e.IsCopied)) return false;  // needs the COW path
 
             // Partial edges first (explicit zeros through the normal path), then the whole subclusters.
@@ -471,8 +467,7 @@ namespace QcowPS.Engine.Qcow2
                 WriteInCluster(clusterOffset, inCluster, null, 0, firstWhole * sc - inCluster, zero: true);
             if (inCluster + count > endWhole * sc)
                 WriteInCluster(clusterOffset, endWhole * sc, null, 0, inCluster + count - endWhole * sc, zero: true);
-            (table, l2Offset) = L2TableForWrite(l1Index);
-            e = ReadL2Entry(table, l2Index);
+            (table, l2Offset, l2Index, e) = EntryForWrite(clusterOffset);
             ulong bitmap = e.Bitmap;
             for (int s = firstWhole; s < endWhole; s++)
             {

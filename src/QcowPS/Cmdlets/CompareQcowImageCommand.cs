@@ -53,24 +53,15 @@ namespace QcowPS.Cmdlets
             {
                 if (a.Length != b.Length && !Strict)
                     WriteWarning($"Image size mismatch: '{path}' has {a.Length} bytes, '{others[0]}' has {b.Length}; the extra part must read as zeros.");
-                var progress = new ProgressRecord(4, $"Comparing {System.IO.Path.GetFileName(path)}", $"With {others[0]}");
+                var progress = new ProgressReporter(this, 4, $"Comparing {System.IO.Path.GetFileName(path)}", $"With {others[0]}");
                 bool identical = true;
-                foreach (var difference in ImageComparer.Compare(a, b, All, Strict, _stop.Token, (done, total) =>
-                {
-                    int percent = total == 0 ? 100 : (int)(done * 100 / total);
-                    if (percent != progress.PercentComplete)
-                    {
-                        progress.PercentComplete = percent;
-                        WriteProgress(progress);
-                    }
-                }))
+                foreach (var difference in ImageComparer.Compare(a, b, All, Strict, _stop.Token, progress.Report))
                 {
                     identical = false;
                     if (Quiet) break;
                     WriteObject(difference);
                 }
-                progress.RecordType = ProgressRecordType.Completed;
-                WriteProgress(progress);
+                progress.Complete();
                 if (Quiet) WriteObject(identical);
             }
         }

@@ -112,7 +112,7 @@ namespace QcowPS.Cmdlets
                     string what = $"Convert '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} to {DestinationFormat}{(Compress ? $" compressed with {CompressionType}" : "")}";
                     if (!ShouldProcess(destination, what)) return;
 
-                    var progress = new ProgressRecord(3, $"Converting {System.IO.Path.GetFileName(path)}", $"To {destination}");
+                    var progress = new ProgressReporter(this, 3, $"Converting {System.IO.Path.GetFileName(path)}", $"To {destination}");
                     var options = new ConvertOptions
                     {
                         DestinationFormat = DestinationFormat == "Raw" ? ImageFormat.Raw : ImageFormat.Qcow2,
@@ -128,13 +128,7 @@ namespace QcowPS.Cmdlets
                         Overwrite = Force,
                         Sync = Sync,
                         Cancellation = _stop.Token,
-                        Progress = (done, total) =>
-                        {
-                            int percent = total == 0 ? 100 : (int)(done * 100 / total);
-                            if (percent == progress.PercentComplete) return;
-                            progress.PercentComplete = percent;
-                            WriteProgress(progress);
-                        },
+                        Progress = progress.Report,
                     };
                     QcowConversionResult result;
                     try
@@ -146,8 +140,7 @@ namespace QcowPS.Cmdlets
                         // Ctrl+C: the partial destination is already deleted; the pipeline is stopping.
                         return;
                     }
-                    progress.RecordType = ProgressRecordType.Completed;
-                    WriteProgress(progress);
+                    progress.Complete();
                     WriteObject(result);
                 }
                 finally

@@ -125,10 +125,9 @@ namespace QcowPS.Cmdlets
             // A few clusters at a time: bounded memory whatever the disk size.
             int chunk = Math.Max(256 << 10, 4 * ImageInspector.PieceSize(disk));
             var buffer = new byte[(int)Math.Min(chunk, Math.Max(length, 1))];
-            var progress = new ProgressRecord(1, $"Reading {disk.Path}", $"Writing {target}");
+            var progress = new ProgressReporter(this, 1, $"Reading {disk.Path}", $"Writing {target}");
             using (var output = new FileStream(target, FileMode.Create, FileAccess.Write, FileShare.Read))
             {
-                long lastReport = 0;
                 for (long done = 0; done < length;)
                 {
                     int n = (int)Math.Min(buffer.Length, length - done);
@@ -154,17 +153,11 @@ namespace QcowPS.Cmdlets
                         output.Write(buffer, 0, n);
                     }
                     done += n;
-                    if (done - lastReport >= (64 << 20) || done == length)  // progress every 64 MiB
-                    {
-                        lastReport = done;
-                        progress.PercentComplete = (int)(done * 100 / length);
-                        WriteProgress(progress);
-                    }
+                    progress.Report(done, length);
                 }
                 output.SetLength(length);
             }
-            progress.RecordType = ProgressRecordType.Completed;
-            WriteProgress(progress);
+            progress.Complete();
         }
     }
 }

@@ -133,7 +133,7 @@ namespace QcowPS.Cmdlets
         private void CopyFromFile(VirtualDisk disk, string input, long length)
         {
             var buffer = new byte[(int)Math.Min(4 << 20, Math.Max(1, length))];
-            var progress = new ProgressRecord(2, $"Writing {disk.Path}", $"From {input}");
+            var progress = new ProgressReporter(this, 2, $"Writing {disk.Path}", $"From {input}");
             using (var source = new FileStream(input, FileMode.Open, FileAccess.Read, FileShare.Read))
             {
                 for (long done = 0; done < length;)
@@ -143,12 +143,10 @@ namespace QcowPS.Cmdlets
                     if (IsZero(buffer, n)) disk.WriteZeroes(Offset + done, n);
                     else disk.Write(Offset + done, buffer, 0, n);
                     done += n;
-                    progress.PercentComplete = (int)(done * 100 / length);
-                    WriteProgress(progress);
+                    progress.Report(done, length);
                 }
             }
-            progress.RecordType = ProgressRecordType.Completed;
-            WriteProgress(progress);
+            progress.Complete();
         }
 
         private static bool IsZero(byte[] buffer, int count)
