@@ -64,8 +64,10 @@ if ($Row) {
     $rows = $rows | Where-Object { $n = $_.Name; $patterns | Where-Object { $n -like $_ } }
 }
 
-function Measure-Median([scriptblock]$Action) {
+function Measure-Median([scriptblock]$Action, [string]$Output) {
     $times = foreach ($i in 1..$Runs) {
+        # Deleting the previous output and writing back dirty pages happen before the clock starts.
+        Remove-Item $Output -ErrorAction Ignore
         & sync
         $watch = [Diagnostics.Stopwatch]::StartNew()
         & $Action
@@ -87,7 +89,7 @@ $results = foreach ($r in $rows) {
     $psOut = Join-Path $out 'qcowps.out'
     Write-Host "== $($r.Name)"
     $qemuArgs = $r.Qemu
-    $qemuTime = Measure-Median { Remove-Item $qemuOut -ErrorAction Ignore; & qemu-img convert @qemuArgs $r.Src $qemuOut; if ($LASTEXITCODE) { throw 'qemu-img failed' } }
+    $qemuTime = Measure-Median { & qemu-img convert @qemuArgs $r.Src $qemuOut; if ($LASTEXITCODE) { throw 'qemu-img failed' } } $qemuOut
     $peakFile = Join-Path $out 'peak.txt'
     $engineFile = Join-Path $out 'engine.txt'
     # The child writes its bookkeeping with .NET calls: Set-Content would autoload a module and add its start-up to the time.
@@ -98,7 +100,7 @@ $results = foreach ($r in $rows) {
     Push-Location $repo
     try {
         $exe, $rest = $pwshCommand
-        $psTime = Measure-Median { Remove-Item $psOut -ErrorAction Ignore; & $exe @rest -NoProfile -NonInteractive -Command $script; if ($LASTEXITCODE) { throw 'QcowPS failed' } }
+        $psTime = Measure-Median { & $exe @rest -NoProfile -NonInteractive -Command $script; if ($LASTEXITCODE) { throw 'QcowPS failed' } } $psOut
     } finally { Pop-Location }
     # Same guest data: checked once per row.
     $compare = & qemu-img compare $qemuOut $psOut 2>&1
