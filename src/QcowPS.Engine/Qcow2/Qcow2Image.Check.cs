@@ -164,6 +164,13 @@ namespace QcowPS.Engine.Qcow2
             private void Inc(long offset, long size)
             {
                 if (size <= 0) return;
+                if (offset < 0 || offset > long.MaxValue - size)
+                {
+                    // Only a hostile file has offsets with the top bits set.
+                    Problem($"ERROR cluster offset 0x{(ulong)offset:X} is beyond any file");
+                    Result.Corruptions++;
+                    return;
+                }
                 long first = offset >> ClusterBits;
                 long last = (offset + size - 1) >> ClusterBits;
                 for (long k = first; k <= last; k++)
@@ -357,7 +364,7 @@ namespace QcowPS.Engine.Qcow2
                         _rebuild = true;
                         continue;
                     }
-                    if (cluster >= _fileClusters)
+                    if ((ulong)cluster >= (ulong)_fileClusters)
                     {
                         Problem($"ERROR refcount block {i} is outside image");
                         Result.Corruptions++;
