@@ -10,7 +10,7 @@ namespace QcowPS.Cmdlets
     /// <summary>Compares the guest data of two images, like qemu-img compare.</summary>
     [Cmdlet(VerbsData.Compare, "QcowImage", DefaultParameterSetName = PathSet)]
     [OutputType(typeof(QcowDifference), typeof(bool))]
-    public sealed class CompareQcowImageCommand : ImageCmdlet
+    public sealed class CompareQcowImageCommand : ReadImageCmdlet
     {
         /// <summary>The image to compare with.</summary>
         [Parameter(Mandatory = true, Position = 1)]

@@ -11,7 +11,7 @@ namespace QcowPS.Cmdlets
     /// <summary>Converts an image to qcow2 or raw, like qemu-img convert, compressing on every core with -Compress.</summary>
     [Cmdlet(VerbsData.Convert, "QcowImage", DefaultParameterSetName = PathSet, SupportsShouldProcess = true)]
     [OutputType(typeof(QcowConversionResult))]
-    public sealed class ConvertQcowImageCommand : ImageCmdlet
+    public sealed class ConvertQcowImageCommand : ReadImageCmdlet
     {
         [Parameter(Mandatory = true, Position = 1)]
         [ValidateNotNullOrEmpty]

@@ -10,7 +10,7 @@ namespace QcowPS.Cmdlets
     /// <summary>Lists guest clusters with their L2 entries decoded, or merged extents like qemu-img map.</summary>
     [Cmdlet(VerbsCommon.Get, "QcowCluster", DefaultParameterSetName = PathSet)]
     [OutputType(typeof(QcowCluster))]
-    public sealed class GetQcowClusterCommand : ImageCmdlet
+    public sealed class GetQcowClusterCommand : ReadImageCmdlet
     {
         [Parameter]
         [SizeTransformation]

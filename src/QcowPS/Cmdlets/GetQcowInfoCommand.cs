@@ -7,7 +7,7 @@ namespace QcowPS.Cmdlets
     /// <summary>Describes images, like qemu-img info.</summary>
     [Cmdlet(VerbsCommon.Get, "QcowInfo", DefaultParameterSetName = PathSet)]
     [OutputType(typeof(QcowImageInfo))]
-    public sealed class GetQcowInfoCommand : ImageCmdlet
+    public sealed class GetQcowInfoCommand : ReadImageCmdlet
     {
         /// <summary>One object per layer of the backing chain, top first.</summary>
         [Parameter]

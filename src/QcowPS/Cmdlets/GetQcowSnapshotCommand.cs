@@ -9,7 +9,7 @@ namespace QcowPS.Cmdlets
     /// <summary>Lists internal snapshots, like qemu-img snapshot -l.</summary>
     [Cmdlet(VerbsCommon.Get, "QcowSnapshot", DefaultParameterSetName = PathSet)]
     [OutputType(typeof(QcowSnapshot))]
-    public sealed class GetQcowSnapshotCommand : ImageCmdlet
+    public sealed class GetQcowSnapshotCommand : ReadImageCmdlet
     {
         [Parameter]
         [SupportsWildcards]

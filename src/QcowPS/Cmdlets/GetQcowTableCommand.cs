@@ -8,7 +8,7 @@ namespace QcowPS.Cmdlets
     /// <summary>Lists the entries of a metadata table: L1, L2, refcount table or refcount blocks.</summary>
     [Cmdlet(VerbsCommon.Get, "QcowTable", DefaultParameterSetName = PathSet)]
     [OutputType(typeof(QcowTableEntry))]
-    public sealed class GetQcowTableCommand : ImageCmdlet
+    public sealed class GetQcowTableCommand : ReadImageCmdlet
     {
         [Parameter(Mandatory = true, Position = 1)]
         public QcowTableKind Table { get; set; }

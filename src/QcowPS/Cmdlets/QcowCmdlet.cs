@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Management.Automation;
 using QcowPS.Engine;
+using QcowPS.Engine.IO;
 using QcowPS.Infrastructure;
 
 namespace QcowPS.Cmdlets
@@ -124,17 +125,20 @@ namespace QcowPS.Cmdlets
             }
         }
 
-        protected OpenOptions ReadOptions(ImageFormat format) => new OpenOptions { Format = format, Writable = false };
+        /// <summary>Read-only opens take QEMU's shared lock unless -ForceShare (qemu-img -U) says not to.</summary>
+        protected virtual LockMode ReadLock => LockMode.Default;
+
+        protected OpenOptions ReadOptions(ImageFormat format) => new OpenOptions { Format = format, Writable = false, Lock = ReadLock };
 
         /// <summary>Opens one image that must be qcow2 (snapshots, tables, writes), without its backing chain.</summary>
-        protected static Engine.Qcow2.Qcow2Image OpenQcow2(string path, bool writable = false, bool backingChain = false, bool allowCorrupt = false)
+        protected Engine.Qcow2.Qcow2Image OpenQcow2(string path, bool writable = false, bool backingChain = false, bool allowCorrupt = false)
         {
             // A QED or raw file is the wrong kind of image; a file with no known magic is a damaged qcow2 image.
             var probed = DiskImage.Probe(path);
             var disk = DiskImage.Open(path, new OpenOptions
             {
                 Format = probed == ImageFormat.Auto ? ImageFormat.Qcow2 : probed, Writable = writable, OpenBackingChain = backingChain,
-                AllowCorrupt = allowCorrupt, RepairDirty = !allowCorrupt,
+                AllowCorrupt = allowCorrupt, RepairDirty = !allowCorrupt, Lock = writable ? LockMode.Default : ReadLock,
             });
             if (disk is Engine.Qcow2.Qcow2Image image) return image;
             var format = disk.Format;
@@ -166,5 +170,18 @@ namespace QcowPS.Cmdlets
         protected override void ProcessRecord() => ForEachFile(ResolveInputPaths(), ProcessImage);
 
         protected abstract void ProcessImage(string path);
+    }
+
+    /// <summary>Base of the cmdlets that only read images: they can read an image in use with -ForceShare.</summary>
+    public abstract class ReadImageCmdlet : ImageCmdlet
+    {
+        /// <summary>
+        /// Read without QEMU's shared lock, like qemu-img -U: works on an image a running VM (or a
+        /// writer) holds, but what is read may be changing underneath.
+        /// </summary>
+        [Parameter]
+        public SwitchParameter ForceShare { get; set; }
+
+        protected override LockMode ReadLock => ForceShare ? LockMode.None : LockMode.Default;
     }
 }

@@ -11,7 +11,7 @@ namespace QcowPS.Cmdlets
     /// <summary>Reads guest data, like qemu-io -c read / nbd_pread.</summary>
     [Cmdlet(VerbsCommunications.Read, "QcowBlock", DefaultParameterSetName = PathSet, SupportsShouldProcess = true)]
     [OutputType(typeof(QcowBlock), typeof(byte[]))]
-    public sealed class ReadQcowBlockCommand : ImageCmdlet
+    public sealed class ReadQcowBlockCommand : ReadImageCmdlet
     {
         /// <summary>Largest -Raw read: one .NET byte array.</summary>
         private const long MaxRawLength = 0x7FFFFFC7;

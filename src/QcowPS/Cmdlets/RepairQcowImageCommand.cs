@@ -48,7 +48,7 @@ namespace QcowPS.Cmdlets
         }
 
         /// <summary>A consistent image may still carry the corrupt or dirty mark, which -All clears.</summary>
-        private static bool IsMarked(string path)
+        private bool IsMarked(string path)
         {
             using (var image = OpenQcow2(path)) return image.Header.IsCorrupt || image.Header.IsDirty;
         }

@@ -6,7 +6,7 @@ namespace QcowPS.Cmdlets
     /// <summary>Checks an image's consistency, like qemu-img check.</summary>
     [Cmdlet(VerbsDiagnostic.Test, "QcowImage", DefaultParameterSetName = PathSet)]
     [OutputType(typeof(bool), typeof(QcowCheckResult))]
-    public sealed class TestQcowImageCommand : ImageCmdlet
+    public sealed class TestQcowImageCommand : ReadImageCmdlet
     {
         /// <summary>The full report instead of $true/$false.</summary>
         [Parameter]
