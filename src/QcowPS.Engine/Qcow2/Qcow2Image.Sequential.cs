@@ -105,27 +105,6 @@ namespace QcowPS.Engine.Qcow2
             }
         }
 
-        /// <summary>Stores one compressed cluster's stream, packed after the previous one.</summary>
-        internal void WriteCompressedCluster(long guestCluster, byte[] stream, int length)
-        {
-            lock (_gate)
-            {
-                ThrowIfReadOnly();
-                if (Header.HasExternalDataFile)
-                    throw QcowException.Unsupported(Path, "Images with an external data file cannot hold compressed clusters");
-                long l1Index = guestCluster / Header.L2Entries;
-                int l2Index = (int)(guestCluster % Header.L2Entries);
-                var (table, l2Offset) = L2TableForWrite(l1Index);
-                long offset = AllocateBytes(length);
-                _file.WriteAt(offset, stream, 0, length);
-                long sectors = ((offset + length - 1) >> 9) - (offset >> 9) + 1;
-                int shift = L2Entry.CompressedSizeShift(ClusterBits);
-                ulong entry = L2Entry.CompressedFlag | ((ulong)(sectors - 1) << shift) | (ulong)offset;
-                ReleaseEntry(ReadL2Entry(table, l2Index));
-                SetL2Entry(table, l2Offset, l2Index, entry, 0);
-            }
-        }
-
         /// <summary>
         /// Byte-granular allocation for compressed streams: continue in the current host cluster, spill
         /// into the next one when it is free and contiguous, else start a new run. Every host cluster

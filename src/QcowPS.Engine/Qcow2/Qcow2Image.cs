@@ -46,8 +46,6 @@ namespace QcowPS.Engine.Qcow2
         /// <summary>The resolved path of the external data file, or null.</summary>
         public string DataFilePath { get; private set; }
 
-        internal IHostFile HostFile => _file;
-
         private Qcow2Image(IHostFile file, Qcow2Header header, bool writable, long l2CacheBytes)
         {
             _file = file;
