@@ -169,25 +169,43 @@ namespace QcowPS.Engine.Operations
                         try { failure.Cancel(); } catch (ObjectDisposedException) { }
                     }
 
-                    var reader = new Thread(() =>
+                    // Readers take chunk numbers in turn; with two of them, reading from the page cache
+                    // uses both cores. The writer puts the chunks back in order.
+                    int readerCount = threads > 1 ? 2 : 1;
+                    long nextChunk = -1;
+                    int readersLeft = readerCount;
+                    var readers = new List<Thread>();
+                    for (int r = 0; r < readerCount; r++)
                     {
-                        try
+                        readers.Add(new Thread(() =>
                         {
-                            for (long seq = 0; seq < chunkCount; seq++)
+                            try
                             {
-                                inFlight.Wait(token);
-                                long offset = seq * chunkBytes;
-                                var chunk = new Chunk { Sequence = seq, Offset = offset, Length = (int)Math.Min(chunkBytes, size - offset) };
-                                long t0 = Stopwatch.GetTimestamp();
-                                ReadChunk(source, chunk, clusterSize, pool);
-                                Interlocked.Add(ref s_readTicks, Stopwatch.GetTimestamp() - t0);
-                                todo.Add(chunk);
+                                while (true)
+                                {
+                                    inFlight.Wait(token);
+                                    long seq = Interlocked.Increment(ref nextChunk);
+                                    if (seq >= chunkCount)
+                                    {
+                                        inFlight.Release();
+                                        break;
+                                    }
+                                    long offset = seq * chunkBytes;
+                                    var chunk = new Chunk { Sequence = seq, Offset = offset, Length = (int)Math.Min(chunkBytes, size - offset) };
+                                    long t0 = Stopwatch.GetTimestamp();
+                                    ReadChunk(source, chunk, clusterSize, pool);
+                                    Interlocked.Add(ref s_readTicks, Stopwatch.GetTimestamp() - t0);
+                                    todo.Add(chunk);
+                                }
                             }
-                            todo.Complete();
-                        }
-                        catch (OperationCanceledException) { todo.Complete(); }
-                        catch (Exception e) { Fail(e); todo.Complete(); }
-                    }) { IsBackground = true, Name = "QcowPS convert reader" };
+                            catch (OperationCanceledException) { }
+                            catch (Exception e) { Fail(e); }
+                            finally
+                            {
+                                if (Interlocked.Decrement(ref readersLeft) == 0) todo.Complete();
+                            }
+                        }) { IsBackground = true, Name = "QcowPS convert reader " + r });
+                    }
 
                     var workers = new List<Thread>();
                     for (int t = 0; t < threads; t++)
@@ -224,7 +242,7 @@ namespace QcowPS.Engine.Operations
                             }
                         }) { IsBackground = true, Name = "QcowPS convert worker " + t });
                     }
-                    reader.Start();
+                    foreach (var r in readers) r.Start();
                     foreach (var w in workers) w.Start();
 
                     try
@@ -254,7 +272,7 @@ namespace QcowPS.Engine.Operations
                     finally
                     {
                         failure.Cancel();
-                        reader.Join();
+                        foreach (var r in readers) r.Join();
                         foreach (var w in workers) w.Join();
                     }
 
