@@ -117,6 +117,15 @@ namespace QcowPS.Engine
             disk.Backing = OpenLayer(resolved, options.ForBacking(), format, chain, depth + 1);
         }
 
+        /// <summary>The layer of a chain stored in this file (the top image or a backing file), or null.</summary>
+        public static VirtualDisk LayerWithFile(VirtualDisk top, string path)
+        {
+            string full = System.IO.Path.GetFullPath(path);
+            foreach (var layer in Layers(top))
+                if (string.Equals(System.IO.Path.GetFullPath(layer.Path), full, StringComparison.Ordinal)) return layer;
+            return null;
+        }
+
         /// <summary>The layers of a chain, top first.</summary>
         public static IEnumerable<VirtualDisk> Layers(VirtualDisk top)
         {

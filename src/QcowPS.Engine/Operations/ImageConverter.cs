@@ -90,9 +90,8 @@ namespace QcowPS.Engine.Operations
                 throw new QcowException(QcowErrorKind.InvalidArgument, destination, $"Destination format {o.DestinationFormat} is not supported (qcow2 or raw)");
             if (o.DestinationFormat == ImageFormat.Raw && (o.Compress || o.BackingFile != null))
                 throw new QcowException(QcowErrorKind.InvalidArgument, destination, "A raw destination cannot be compressed or have a backing file");
-            foreach (var layer in DiskImage.Layers(source))
-                if (string.Equals(Path.GetFullPath(layer.Path), destination, StringComparison.Ordinal))
-                    throw new QcowException(QcowErrorKind.InvalidArgument, destination, $"The destination '{destination}' is the source or one of its backing files");
+            if (DiskImage.LayerWithFile(source, destination) != null)
+                throw new QcowException(QcowErrorKind.InvalidArgument, destination, $"The destination '{destination}' is the source or one of its backing files");
             if (!o.Overwrite && (File.Exists(destination) || Directory.Exists(destination)))
                 throw new QcowException(QcowErrorKind.AlreadyExists, destination, $"'{destination}' already exists (use -Force to replace it)");
 
@@ -110,14 +109,11 @@ namespace QcowPS.Engine.Operations
                 createOptions.Size = (size + 511) & ~511L;
                 Qcow2Creator.Validate(destination, createOptions, out backingFormat);
             }
-            string folder = Path.GetDirectoryName(destination);
-            if (!string.IsNullOrEmpty(folder) && !Directory.Exists(folder))
-                throw new QcowException(QcowErrorKind.NotFound, destination, $"The folder of '{destination}' does not exist");
             int clusterSize = o.DestinationFormat == ImageFormat.Qcow2 ? o.ClusterSize : 65536;
             int chunkClusters = Math.Max(1, (1 << 20) / clusterSize);
             int chunkBytes = chunkClusters * clusterSize;
 
-            string temp = Path.Combine(Path.GetDirectoryName(destination) ?? ".", "." + Path.GetFileName(destination) + ".qcowps-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+            string temp = Qcow2Creator.TemporaryPathFor(destination);
             var result = new QcowConversionResult
             {
                 Source = source.Path, Destination = destination, DestinationFormat = o.DestinationFormat, VirtualSize = size,

@@ -129,11 +129,7 @@ namespace QcowPS.Engine.Qcow2
                 throw new QcowException(QcowErrorKind.AlreadyExists, path, $"'{path}' already exists (use -Force to replace it)");
             if (Directory.Exists(path))
                 throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a directory");
-            string folder = Path.GetDirectoryName(path);
-            if (!string.IsNullOrEmpty(folder) && !Directory.Exists(folder))
-                throw new QcowException(QcowErrorKind.NotFound, path, $"The folder of '{path}' does not exist");
-
-            string temp = Path.Combine(Path.GetDirectoryName(path) ?? ".", "." + Path.GetFileName(path) + ".qcowps-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+            string temp = TemporaryPathFor(path);
             // Replacing a file: hold its write lock until the new image takes its place, so an image a VM
             // (or anyone) has open is never replaced under it (qemu-img create refuses the same way).
             IHostFile replaced = o.Overwrite && File.Exists(path) ? FileHostFile.Open(path, true) : null;
@@ -160,6 +156,18 @@ namespace QcowPS.Engine.Qcow2
             {
                 replaced?.Dispose();
             }
+        }
+
+        /// <summary>
+        /// A hidden name beside a destination, where a new image is built before MoveIntoPlace gives it
+        /// its name; fails (naming the destination) when the destination's folder does not exist.
+        /// </summary>
+        internal static string TemporaryPathFor(string path)
+        {
+            string folder = Path.GetDirectoryName(path);
+            if (!string.IsNullOrEmpty(folder) && !Directory.Exists(folder))
+                throw new QcowException(QcowErrorKind.NotFound, path, $"The folder of '{path}' does not exist");
+            return Path.Combine(folder ?? ".", "." + Path.GetFileName(path) + ".qcowps-" + Guid.NewGuid().ToString("N").Substring(0, 8));
         }
 
         internal static void MoveIntoPlace(string temp, string path, bool overwrite)

@@ -112,12 +112,10 @@ namespace QcowPS.Cmdlets
         private void CopyToFile(VirtualDisk disk, long length)
         {
             string target = ResolveNewPath(OutFile);
-            foreach (var layer in DiskImage.Layers(disk))
-            {
-                if (string.Equals(System.IO.Path.GetFullPath(layer.Path), System.IO.Path.GetFullPath(target), StringComparison.Ordinal))
-                    throw new QcowException(QcowErrorKind.InvalidArgument, target,
-                        $"-OutFile '{target}' is {(ReferenceEquals(layer, disk) ? "the image being read" : "a backing file of the image being read")}; choose another file");
-            }
+            var layer = DiskImage.LayerWithFile(disk, target);
+            if (layer != null)
+                throw new QcowException(QcowErrorKind.InvalidArgument, target,
+                    $"-OutFile '{target}' is {(ReferenceEquals(layer, disk) ? "the image being read" : "a backing file of the image being read")}; choose another file");
             if (File.Exists(target) && !Force)
                 throw new QcowException(QcowErrorKind.AlreadyExists, target, $"'{target}' already exists; use -Force to replace it");
             if (!ShouldProcess(target, $"Write {length} bytes of guest data from '{disk.Path}'")) return;
