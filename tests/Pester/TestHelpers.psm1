@@ -271,7 +271,7 @@ function Get-QemuIoPatternMismatch {
 function Start-QemuIoHolder {
     <#
         Starts qemu-io on an image, opened read-write as a running VM would hold it, and returns the process once
-        QEMU's image lock is visible (qemu-img info can no longer open the image). Stop it with Stop-QemuIoHolder.
+        QEMU's write lock on the image shows in /proc/locks. Stop it with Stop-QemuIoHolder.
     #>
     [CmdletBinding()]
     param([Parameter(Mandatory, Position = 0)][string]$Path, [string]$Format = 'qcow2')
@@ -281,12 +281,20 @@ function Start-QemuIoHolder {
     $start.RedirectStandardOutput = $true
     $start.RedirectStandardError = $true
     $process = [System.Diagnostics.Process]::Start($start)
+    # Wait until qemu-io's write lock (byte 101) shows in /proc/locks. Probing by opening the image
+    # (qemu-img info) would take a lock itself and could make a qemu-io that opens later fail.
+    $inode = (& stat -c '%i' $Path).Trim()
     $deadline = [DateTime]::UtcNow.AddSeconds(10)
-    do {
-        Start-Sleep -Milliseconds 100
-        & qemu-img info $Path *> $null
-    } while ($LASTEXITCODE -eq 0 -and -not $process.HasExited -and [DateTime]::UtcNow -lt $deadline)
-    if ($LASTEXITCODE -eq 0) {
+    $held = $false
+    while (-not $held -and -not $process.HasExited -and [DateTime]::UtcNow -lt $deadline) {
+        Start-Sleep -Milliseconds 50
+        $held = [bool](Get-Content /proc/locks | Where-Object {
+            $f = -split $_
+            $from = $f[-2] -as [long]; $to = $f[-1] -as [long]  # 'EOF' for a lock to the end of the file
+            $_ -match 'OFDLCK' -and $_ -match ":$inode " -and $null -ne $from -and $from -le 101 -and ($f[-1] -eq 'EOF' -or $to -ge 101)
+        })
+    }
+    if (-not $held) {
         Stop-QemuIoHolder $process
         throw "qemu-io did not take the lock of '$Path' within 10 seconds"
     }

@@ -43,19 +43,20 @@ namespace QcowPS.Engine.Tests
                 Assert.NotEqual(0, code);
                 Assert.Contains("lock", stderr);
             }
-            // qemu-io holds the image open for writing while its sleep command runs.
+            // qemu-io holds the image open for writing while its sleep command runs. We wait until its
+            // write lock (byte 101) shows in /proc/locks before probing: our probe takes the write lock
+            // itself and would make a qemu-io that opens the image later fail.
             var psi = new ProcessStartInfo("qemu-io") { RedirectStandardOutput = true, UseShellExecute = false };
             foreach (var a in new[] { "-f", "qcow2", "-c", "sleep 30000", path }) psi.ArgumentList.Add(a);
             using var qemu = Process.Start(psi);
             try
             {
-                QcowException e = null;
                 var deadline = DateTime.UtcNow.AddSeconds(25);
-                while (e == null && DateTime.UtcNow < deadline && !qemu.HasExited)
-                {
-                    try { DiskImage.Open(path, new OpenOptions { Writable = true }).Dispose(); Thread.Sleep(100); }
-                    catch (QcowException x) { e = x; }
-                }
+                while (!HoldsQemuWriteLock(path) && DateTime.UtcNow < deadline && !qemu.HasExited) Thread.Sleep(50);
+                Assert.True(HoldsQemuWriteLock(path), "qemu-io did not take the image's write lock");
+                QcowException e = null;
+                try { DiskImage.Open(path, new OpenOptions { Writable = true }).Dispose(); }
+                catch (QcowException x) { e = x; }
                 Assert.NotNull(e);
                 Assert.Equal(QcowErrorKind.InUse, e.Kind);
                 // Force-share reading (qemu-img -U) still works.
@@ -67,6 +68,21 @@ namespace QcowPS.Engine.Tests
                 if (!qemu.HasExited) qemu.Kill();
                 qemu.WaitForExit(10000);
             }
+        }
+
+        /// <summary>Whether some process holds an OFD lock on byte 101 (QEMU's "write" permission) of the file, per /proc/locks (adjacent locked bytes show as one range).</summary>
+        private static bool HoldsQemuWriteLock(string path)
+        {
+            var stat = Qemu.TryRun("stat", "-c", "%i", path);
+            string inode = ":" + stat.stdout.Trim() + " ";
+            foreach (var line in System.IO.File.ReadAllLines("/proc/locks"))
+            {
+                if (!line.Contains("OFDLCK") || !line.Contains(inode)) continue;
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);  // ... maj:min:inode start end
+                if (long.TryParse(fields[^2], out long start) && long.TryParse(fields[^1], out long end) && start <= 101 && 101 <= end)
+                    return true;
+            }
+            return false;
         }
     }
 
