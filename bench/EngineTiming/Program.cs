@@ -7,7 +7,7 @@ using QcowPS.Engine.Qcow2;
 string source = args[0], dest = args[1], mode = args.Length > 2 ? args[2] : "qcow2";
 int threads = args.Length > 3 ? int.Parse(args[3]) : Environment.ProcessorCount;
 var format = args.Length > 4 && args[4] == "Raw" ? ImageFormat.Raw : ImageFormat.Auto;
-var options = new ConvertOptions { Threads = threads, Overwrite = true };
+var options = new ConvertOptions { Threads = threads, Overwrite = true, CompressionLevel = args.Length > 5 ? int.Parse(args[5]) : 0 };
 switch (mode)
 {
     case "raw": options.DestinationFormat = ImageFormat.Raw; break;

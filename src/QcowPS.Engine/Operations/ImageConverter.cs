@@ -69,6 +69,8 @@ namespace QcowPS.Engine.Operations
             public byte[][] Streams;          // compressed output per cluster
             public int[] StreamLengths;
             public List<PendingCluster> Inflate = new List<PendingCluster>();
+            public List<Qcow2Image.HostWrite> DataWrites;   // qcow2 data runs the writer mapped, for a worker to write
+            public bool Mapped;                             // in the queue again, for its data writes
             public Exception Error;
         }
 
@@ -169,7 +171,13 @@ namespace QcowPS.Engine.Operations
                     // uses both cores. The writer puts the chunks back in order.
                     int readerCount = threads > 1 ? 2 : 1;
                     long nextChunk = -1;
-                    int readersLeft = readerCount;
+                    // The queue ends when the readers are done and the writer has queued its last data writes.
+                    int producersLeft = readerCount + 1;
+                    void ProducerDone()
+                    {
+                        if (Interlocked.Decrement(ref producersLeft) == 0) todo.Complete();
+                    }
+                    int pendingWrites = 0;
                     var readers = new List<Thread>();
                     for (int r = 0; r < readerCount; r++)
                     {
@@ -198,7 +206,7 @@ namespace QcowPS.Engine.Operations
                             catch (Exception e) { Fail(e); }
                             finally
                             {
-                                if (Interlocked.Decrement(ref readersLeft) == 0) todo.Complete();
+                                ProducerDone();
                             }
                         }) { IsBackground = true, Name = "QcowPS convert reader " + r });
                     }
@@ -219,6 +227,22 @@ namespace QcowPS.Engine.Operations
                                 for (var chunk = todo.Take(token); chunk != null; chunk = todo.Take(token))
                                 {
                                     long t0 = Stopwatch.GetTimestamp();
+                                    if (chunk.Mapped)
+                                    {
+                                        // qcow2 data the writer has mapped: written here, so that copying it into the
+                                        // file runs beside the writer instead of in turn with it.
+                                        var data = qcow.DataFile;
+                                        foreach (var w in chunk.DataWrites) data.WriteAt(w.HostOffset, chunk.Data, w.BufferOffset, w.Length);
+                                        ReturnBuffers(chunk, pool);
+                                        inFlight.Release();
+                                        Interlocked.Add(ref s_workTicks, Stopwatch.GetTimestamp() - t0);
+                                        lock (doneGate)
+                                        {
+                                            pendingWrites--;
+                                            Monitor.PulseAll(doneGate);
+                                        }
+                                        continue;
+                                    }
                                     ProcessChunk(chunk, clusterSize, o, backing, Codec, pool);
                                     // Raw output has no order to keep: each worker writes its own chunk (pwrite).
                                     if (rawFile != null) WriteRawChunk(rawFile, chunk, counters);
@@ -260,9 +284,24 @@ namespace QcowPS.Engine.Operations
                             long w0 = Stopwatch.GetTimestamp();
                             if (qcow != null) WriteQcow2Chunk(qcow, chunk, clusterSize, counters);
                             Interlocked.Add(ref s_writeTicks, Stopwatch.GetTimestamp() - w0);
-                            ReturnBuffers(chunk, pool);
-                            inFlight.Release();
+                            if (chunk.DataWrites != null && chunk.DataWrites.Count > 0)
+                            {
+                                lock (doneGate) pendingWrites++;
+                                chunk.Mapped = true;
+                                todo.AddUrgent(chunk);  // a worker writes the data and frees the chunk
+                            }
+                            else
+                            {
+                                ReturnBuffers(chunk, pool);
+                                inFlight.Release();
+                            }
                             o.Progress?.Invoke(chunk.Offset + chunk.Length, size);
+                        }
+                        ProducerDone();
+                        lock (doneGate)
+                        {
+                            while (pendingWrites > 0 && !done.ContainsKey(-1)) Monitor.Wait(doneGate, 200);
+                            if (done.TryGetValue(-1, out var failed)) throw Rethrow(failed.Error);
                         }
                     }
                     finally
@@ -327,6 +366,7 @@ namespace QcowPS.Engine.Operations
             chunk.KnownZero = new bool[clusters];
             for (int i = 0; i < clusters; i++) chunk.KnownZero[i] = true;
             long end = chunk.Offset + chunk.Length;
+            List<(int at, int length)> unallocated = null;
             for (long pos = chunk.Offset; pos < end;)
             {
                 var e = source.GetChainExtent(pos, end - pos);
@@ -351,9 +391,19 @@ namespace QcowPS.Engine.Operations
                     }
                     else source.Read(pos, chunk.Data, at, n);
                 }
-                else Array.Clear(chunk.Data, at, n);  // pooled buffers hold old data
+                else (unallocated ?? (unallocated = new List<(int, int)>())).Add((at, n));
                 pos += n;
             }
+            // Pooled buffers hold old data, but only clusters that also hold data need zeros written in:
+            // a cluster no layer stores is never read (ProcessChunk zeroes it when a backing file needs it).
+            if (unallocated != null)
+                foreach (var (at, n) in unallocated)
+                    for (int c = at / clusterSize; c <= (at + n - 1) / clusterSize; c++)
+                    {
+                        if (chunk.KnownZero[c]) continue;
+                        int from = Math.Max(at, c * clusterSize), to = Math.Min(at + n, (c + 1) * clusterSize);
+                        Array.Clear(chunk.Data, from, to - from);
+                    }
         }
 
         private static Qcow2Image CompressedSource(VirtualDisk layer)
@@ -430,6 +480,7 @@ namespace QcowPS.Engine.Operations
                 bool zero = chunk.KnownZero[c] || ZeroDetector.IsZero(chunk.Data, at, n);
                 if (backing != null)
                 {
+                    if (chunk.KnownZero[c]) Array.Clear(chunk.Data, at, n);  // compared and perhaps written below
                     long guest = chunk.Offset + at;
                     long available = Math.Max(0, Math.Min(n, backing.Length - guest));
                     if (available > 0) backing.Read(guest, backingData, 0, (int)available);
@@ -499,7 +550,8 @@ namespace QcowPS.Engine.Operations
                     {
                         int run = 1;
                         while (c + run < clusters && chunk.Kinds[c + run] == ClusterKind.Data) run++;
-                        image.WriteNewClusters(firstCluster + c, chunk.Data, c * clusterSize, run);
+                        if (chunk.DataWrites == null) chunk.DataWrites = new List<Qcow2Image.HostWrite>();
+                        image.MapNewClusters(firstCluster + c, c * clusterSize, run, chunk.DataWrites);
                         result.Data += run;
                         result.BytesIn += (long)run * clusterSize;
                         result.BytesOut += (long)run * clusterSize;

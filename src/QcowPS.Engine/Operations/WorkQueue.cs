@@ -11,7 +11,18 @@ namespace QcowPS.Engine.Operations
     internal sealed class WorkQueue<T> where T : class
     {
         private readonly Queue<T> _items = new Queue<T>();
+        private readonly Queue<T> _urgent = new Queue<T>();
         private bool _completed;
+
+        /// <summary>Adds an item that is taken before every ordinary one (work that frees memory).</summary>
+        public void AddUrgent(T item)
+        {
+            lock (_items)
+            {
+                _urgent.Enqueue(item);
+                Monitor.Pulse(_items);
+            }
+        }
 
         public void Add(T item)
         {
@@ -36,12 +47,12 @@ namespace QcowPS.Engine.Operations
         {
             lock (_items)
             {
-                while (_items.Count == 0)
+                while (_items.Count == 0 && _urgent.Count == 0)
                 {
                     if (_completed || token.IsCancellationRequested) return null;
                     Monitor.Wait(_items, 100);
                 }
-                return _items.Dequeue();
+                return _urgent.Count > 0 ? _urgent.Dequeue() : _items.Dequeue();
             }
         }
     }

@@ -35,6 +35,33 @@ namespace QcowPS.Engine.Qcow2
         /// <summary>Writes count whole guest clusters starting at guestCluster into new contiguous host clusters.</summary>
         internal void WriteNewClusters(long guestCluster, byte[] data, int offset, int count)
         {
+            var writes = new System.Collections.Generic.List<HostWrite>();
+            lock (_gate)
+            {
+                MapNewClusters(guestCluster, offset, count, writes);
+                foreach (var w in writes) _dataFile.WriteAt(w.HostOffset, data, w.BufferOffset, w.Length);
+            }
+        }
+
+        /// <summary>Where a run of new data clusters goes in the host file: the caller writes it there.</summary>
+        internal struct HostWrite
+        {
+            public long HostOffset;
+            public int BufferOffset;
+            public int Length;
+        }
+
+        /// <summary>The file that holds guest data (the image itself, or its external data file).</summary>
+        internal IO.IHostFile DataFile => _dataFile;
+
+        /// <summary>
+        /// The metadata half of WriteNewClusters: allocates the host clusters and points the L2 entries
+        /// at them, and lists the data writes for the caller to do, so that a conversion can hand the
+        /// data to other threads while it maps the next chunk. Only for a new image being filled in
+        /// guest order: nothing reads those clusters before the conversion has waited for its writes.
+        /// </summary>
+        internal void MapNewClusters(long guestCluster, int offset, int count, System.Collections.Generic.List<HostWrite> writes)
+        {
             lock (_gate)
             {
                 ThrowIfReadOnly();
@@ -47,7 +74,7 @@ namespace QcowPS.Engine.Qcow2
                     int n = (int)Math.Min(count, l2Entries - l2Index);
                     var (table, l2Offset) = L2TableForWrite(l1Index);
                     long host = Header.HasExternalDataFile ? guestCluster << ClusterBits : AllocateClusters(n);
-                    _dataFile.WriteAt(host, data, offset, n * cs);
+                    writes.Add(new HostWrite { HostOffset = host, BufferOffset = offset, Length = n * cs });
                     ulong bitmap = Header.HasExtendedL2 ? 0xFFFF_FFFFUL : 0;
                     for (int j = 0; j < n; j++)
                     {
