@@ -6,9 +6,15 @@
 .DESCRIPTION
     Prepares (once, in bench/data, ignored by git) a 3 GiB raw disk holding an ext4 file system
     filled from /usr/share/dotnet and /usr/share/doc (mke2fs -t ext4 -d): real files, zeros and
-    free space. Then times each conversion with qemu-img and with QcowPS (a fresh `dotnet pwsh`
-    process running the cmdlet, so start-up and module load count), several runs each, and prints
-    the medians, the ratio, both output sizes and QcowPS's peak memory.
+    free space. Then times each conversion with qemu-img and with QcowPS (a fresh PowerShell
+    process running the cmdlet, so start-up and module load count), several runs each, taken in
+    turn, and prints the medians, the ratios, both output sizes and QcowPS's peak memory.
+
+    QcowPS runs in two PowerShells: the one of the repo's tool manifest (the .NET-tool package,
+    whose assemblies are not precompiled, so it JIT-compiles ~5,000 methods at every start), and a
+    copy of the same PowerShell 7.6.9 with its start-up assemblies precompiled by crossgen2
+    (bench/PwshPrecompile), as PowerShell's released packages ship them. The copy is made once in
+    the data folder.
 
 .EXAMPLE
     dotnet tool restore && dotnet build -c Release && dotnet pwsh bench/run.ps1 -Runs 3
@@ -31,6 +37,7 @@ New-Item -ItemType Directory -Force -Path $DataDir | Out-Null
 $raw = Join-Path $DataDir 'disk.raw'
 $plain = Join-Path $DataDir 'disk-plain.qcow2'
 $zlib = Join-Path $DataDir 'disk-zlib.qcow2'
+$precompiledHome = Join-Path $DataDir 'pwsh-precompiled'
 
 # --- data ------------------------------------------------------------------------------------------
 if (-not (Test-Path $raw)) {
@@ -48,6 +55,19 @@ if (-not (Test-Path $raw)) {
 }
 if (-not (Test-Path $plain)) { & qemu-img convert -O qcow2 $raw $plain }
 if (-not (Test-Path $zlib)) { & qemu-img convert -c -O qcow2 $raw $zlib }
+if (-not (Test-Path (Join-Path $precompiledHome 'pwsh.dll'))) {
+    Write-Host "Precompiling PowerShell $($PSVersionTable.PSVersion) into $precompiledHome (once)..."
+    $compiled = Join-Path $DataDir 'pwsh-precompile-out'
+    & dotnet publish (Join-Path $PSScriptRoot 'PwshPrecompile') -c Release -o $compiled "-p:PwshDir=$PSHOME" -nologo -v q | Out-Host
+    if ($LASTEXITCODE -ne 0) { throw "Precompiling PowerShell failed" }
+    Remove-Item -Recurse -Force "$precompiledHome.tmp" -ErrorAction Ignore
+    Copy-Item -Recurse $PSHOME "$precompiledHome.tmp"
+    # Only the assemblies PowerShell itself has at its top level are replaced (not this project's own).
+    Get-ChildItem $compiled -Filter *.dll | Where-Object { Test-Path (Join-Path "$precompiledHome.tmp" $_.Name) } |
+        ForEach-Object { Copy-Item $_.FullName (Join-Path "$precompiledHome.tmp" $_.Name) -Force }
+    Remove-Item -Recurse -Force $compiled
+    Move-Item "$precompiledHome.tmp" $precompiledHome
+}
 
 # --- rows ------------------------------------------------------------------------------------------
 $out = Join-Path $DataDir 'out'
@@ -64,60 +84,84 @@ if ($Row) {
     $rows = $rows | Where-Object { $n = $_.Name; $patterns | Where-Object { $n -like $_ } }
 }
 
-function Measure-Median([scriptblock]$Action, [string]$Output) {
-    $times = foreach ($i in 1..$Runs) {
-        # Deleting the previous output and writing back dirty pages happen before the clock starts.
-        Remove-Item $Output -ErrorAction Ignore
-        & sync
-        $watch = [Diagnostics.Stopwatch]::StartNew()
-        & $Action
-        $watch.Stop()
-        $watch.Elapsed.TotalSeconds
+# Each run times every command of a row once, in turn, so that the machine's drift over the minutes
+# (page cache, other load) falls on all of them alike; the table shows the medians.
+function Measure-Row([scriptblock[]]$Actions, [string[]]$Outputs) {
+    $times = @(foreach ($a in $Actions) { , [System.Collections.Generic.List[double]]::new() })
+    foreach ($i in 1..$Runs) {
+        for ($k = 0; $k -lt $Actions.Count; $k++) {
+            # Deleting the previous output and writing back dirty pages happen before the clock starts.
+            Remove-Item $Outputs[$k] -ErrorAction Ignore
+            & sync
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            & $Actions[$k]
+            $watch.Stop()
+            $times[$k].Add($watch.Elapsed.TotalSeconds)
+        }
     }
-    ($times | Sort-Object)[[int][Math]::Floor($Runs / 2)]
+    foreach ($t in $times) { Get-Median $t }
 }
+function Get-Median($Values) { ($Values | Sort-Object)[[int][Math]::Floor(@($Values).Count / 2)] }
 
 # The PowerShell that runs this script, started directly (as an installed pwsh starts); `dotnet pwsh`
 # would add the .NET CLI's tool-manifest lookup (about 0.35 s here) to every run.
-$pwshExe = Join-Path $PSHOME 'pwsh'
-$pwshDll = Join-Path $PSHOME 'pwsh.dll'
-$pwshCommand = if (Test-Path $pwshExe) { @($pwshExe) } else { @('dotnet', $pwshDll) }
-Write-Host "QcowPS runs in: $($pwshCommand -join ' ')"
+function Get-PwshCommand([string]$PwshHome) {
+    $exe = Join-Path $PwshHome 'pwsh'
+    if (Test-Path $exe) { @($exe) } else { @('dotnet', (Join-Path $PwshHome 'pwsh.dll')) }
+}
+$toolPwsh = Get-PwshCommand $PSHOME
+$precompiledPwsh = Get-PwshCommand $precompiledHome
+Write-Host "QcowPS runs in: $($toolPwsh -join ' ') (the tool package) and $($precompiledPwsh -join ' ') (precompiled)"
 
 $results = foreach ($r in $rows) {
     $qemuOut = Join-Path $out 'qemu.out'
     $psOut = Join-Path $out 'qcowps.out'
+    $psOut2 = Join-Path $out 'qcowps-precompiled.out'
     Write-Host "== $($r.Name)"
     $qemuArgs = $r.Qemu
-    $qemuTime = Measure-Median { & qemu-img convert @qemuArgs $r.Src $qemuOut; if ($LASTEXITCODE) { throw 'qemu-img failed' } } $qemuOut
     $peakFile = Join-Path $out 'peak.txt'
     $engineFile = Join-Path $out 'engine.txt'
     # The child writes its bookkeeping with .NET calls: Set-Content would autoload a module and add its start-up to the time.
-    $script = "Import-Module '$module'; `$r = Convert-QcowImage -LiteralPath '$($r.Src)' -Destination '$psOut' $($r.Ps) -Force; " +
-        "[IO.File]::WriteAllText('$peakFile', [Diagnostics.Process]::GetCurrentProcess().PeakWorkingSet64); " +
+    $scriptFor = {
+        param($dest)
+        "Import-Module '$module'; `$r = Convert-QcowImage -LiteralPath '$($r.Src)' -Destination '$dest' $($r.Ps) -Force; " +
+        "[IO.File]::AppendAllText('$peakFile', [string][Diagnostics.Process]::GetCurrentProcess().PeakWorkingSet64 + [Environment]::NewLine); " +
         "[IO.File]::AppendAllText('$engineFile', [string]`$r.Duration.TotalSeconds + [Environment]::NewLine)"
-    Remove-Item $engineFile -ErrorAction Ignore
+    }
+    $script1 = & $scriptFor $psOut
+    $script2 = & $scriptFor $psOut2
+    Remove-Item $engineFile, $peakFile -ErrorAction Ignore
     Push-Location $repo
     try {
-        $exe, $rest = $pwshCommand
-        $psTime = Measure-Median { & $exe @rest -NoProfile -NonInteractive -Command $script; if ($LASTEXITCODE) { throw 'QcowPS failed' } } $psOut
+        $exe1, $rest1 = $toolPwsh
+        $exe2, $rest2 = $precompiledPwsh
+        $qemuTime, $psTime, $psTime2 = Measure-Row @(
+            { & qemu-img convert @qemuArgs $r.Src $qemuOut; if ($LASTEXITCODE) { throw 'qemu-img failed' } }
+            { & $exe1 @rest1 -NoProfile -NonInteractive -Command $script1; if ($LASTEXITCODE) { throw 'QcowPS failed' } }
+            { & $exe2 @rest2 -NoProfile -NonInteractive -Command $script2; if ($LASTEXITCODE) { throw 'QcowPS (precompiled PowerShell) failed' } }
+        ) @($qemuOut, $psOut, $psOut2)
     } finally { Pop-Location }
-    # Same guest data: checked once per row.
+    # Same guest data: checked once per row, for both QcowPS outputs.
     $compare = & qemu-img compare $qemuOut $psOut 2>&1
+    $same = $LASTEXITCODE -eq 0
+    $compare2 = & qemu-img compare $qemuOut $psOut2 2>&1
+    $same2 = $LASTEXITCODE -eq 0
     [pscustomobject]@{
-        Conversion      = $r.Name
-        'qemu-img s'    = [Math]::Round($qemuTime, 2)
-        'QcowPS s'      = [Math]::Round($psTime, 2)
-        'speed-up'      = [Math]::Round($qemuTime / $psTime, 2)
-        'in-cmdlet s'   = [Math]::Round(((Get-Content $engineFile | ForEach-Object { [double]$_ }) | Sort-Object)[[int][Math]::Floor($Runs / 2)], 2)
-        'qemu-img MiB'  = [Math]::Round((Get-Item $qemuOut).Length / 1MB, 1)
-        'QcowPS MiB'    = [Math]::Round((Get-Item $psOut).Length / 1MB, 1)
-        'size ratio'    = [Math]::Round((Get-Item $psOut).Length / [Math]::Max([long]1, [long](Get-Item $qemuOut).Length), 3)
-        'peak MiB'      = [Math]::Round([long](Get-Content $peakFile) / 1MB, 0)
-        'same data'     = if ($LASTEXITCODE -eq 0) { 'yes' } else { "NO: $compare" }
+        Conversion          = $r.Name
+        'qemu-img s'        = [Math]::Round($qemuTime, 2)
+        'QcowPS s'          = [Math]::Round($psTime, 2)
+        'speed-up'          = [Math]::Round($qemuTime / $psTime, 2)
+        'QcowPS s (precompiled pwsh)' = [Math]::Round($psTime2, 2)
+        'speed-up (precompiled pwsh)' = [Math]::Round($qemuTime / $psTime2, 2)
+        'in-cmdlet s'       = [Math]::Round((Get-Median (Get-Content $engineFile | ForEach-Object { [double]$_ })), 2)
+        'qemu-img MiB'      = [Math]::Round((Get-Item $qemuOut).Length / 1MB, 1)
+        'QcowPS MiB'        = [Math]::Round((Get-Item $psOut).Length / 1MB, 1)
+        'size ratio'        = [Math]::Round((Get-Item $psOut).Length / [Math]::Max([long]1, [long](Get-Item $qemuOut).Length), 3)
+        'peak MiB'          = [Math]::Round((Get-Content $peakFile | ForEach-Object { [long]$_ } | Measure-Object -Maximum).Maximum / 1MB, 0)
+        'same data'         = if ($same -and $same2) { 'yes' } else { "NO: $compare $compare2" }
     }
-    Remove-Item $qemuOut, $psOut -ErrorAction Ignore
+    Remove-Item $qemuOut, $psOut, $psOut2 -ErrorAction Ignore
 }
-$results | Format-Table -AutoSize | Out-String -Width 200 | Write-Host
+$results | Format-Table -AutoSize | Out-String -Width 260 | Write-Host
 "Runs: $Runs (median). Machine: $([Environment]::ProcessorCount) cores, $(if (Test-Path /proc/meminfo) { [Math]::Round(([long]((Get-Content /proc/meminfo -TotalCount 1) -replace '\D', '')) / 1MB) } else { '?' }) GiB; $(qemu-img --version | Select-Object -First 1); $(Get-Date -Format 'yyyy-MM-dd')" | Write-Host
 $results

@@ -137,17 +137,31 @@ namespace QcowPS.Engine.Tests
             }
             Assert.False(File.Exists(dir.File("out.qcow2")));
 
+            // Early failures hit the metadata the writer thread writes, later ones the data runs the
+            // worker threads write (qcow2) or the raw chunks: each must end the conversion the same way.
             foreach (var format in new[] { ImageFormat.Qcow2, ImageFormat.Raw })
             {
-                var plan = new FaultInjectingFile.Plan { FailAt = 40, WritesOnly = true };
+                var count = new FaultInjectingFile.Plan { WritesOnly = true };
+                using (var source = DiskImage.Open(src))
+                    ImageConverter.Convert(source, dir.File("count.out"), new ConvertOptions { DestinationFormat = format, WrapDestination = f => new FaultInjectingFile(f, count) });
+                File.Delete(dir.File("count.out"));
+                Assert.True(count.Events > 8, $"{format}: only {count.Events} writes");
+                foreach (long failAt in new[] { 1, 2, count.Events / 4, count.Events / 2, count.Events })
+                    ConvertOntoAFullDisk(format, failAt);
+            }
+            Assert.True(before.AsSpan().SequenceEqual(File.ReadAllBytes(src)), "the source changed");
+            Assert.Equal(new[] { raw, src }.OrderBy(x => x), Directory.GetFiles(dir.Path).OrderBy(x => x));
+
+            void ConvertOntoAFullDisk(ImageFormat format, long failAt)
+            {
+                var plan = new FaultInjectingFile.Plan { FailAt = failAt, WritesOnly = true };
                 using var source = DiskImage.Open(src);
                 var e = Assert.Throws<QcowException>(() => ImageConverter.Convert(source, dir.File("full.out"),
                     new ConvertOptions { DestinationFormat = format, WrapDestination = f => new FaultInjectingFile(f, plan) }));
                 Assert.Equal(QcowErrorKind.IoError, e.Kind);
-                Assert.False(File.Exists(dir.File("full.out")));
+                Assert.False(File.Exists(dir.File("full.out")), $"{format}, failure at write {failAt}: the destination exists");
+                Assert.Equal(new[] { raw, src }.OrderBy(x => x), Directory.GetFiles(dir.Path).OrderBy(x => x));
             }
-            Assert.True(before.AsSpan().SequenceEqual(File.ReadAllBytes(src)), "the source changed");
-            Assert.Equal(new[] { raw, src }.OrderBy(x => x), Directory.GetFiles(dir.Path).OrderBy(x => x));
         }
 
         [SkippableFact]

@@ -31,6 +31,12 @@ namespace QcowPS.Engine.Tests.Infrastructure
 
         private void Event(string what)
         {
+            // Conversions write from several threads at once: count under a lock.
+            lock (_plan) CountEvent(what);
+        }
+
+        private void CountEvent(string what)
+        {
             if (_plan.Failed) throw new QcowException(QcowErrorKind.IoError, _inner.Path, $"injected failure (after event {_plan.FailAt}): {what}");
             _plan.Events++;
             _plan.Log?.Add($"{_plan.Events}: {what}");
