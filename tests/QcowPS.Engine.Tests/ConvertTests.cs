@@ -165,6 +165,51 @@ namespace QcowPS.Engine.Tests
         }
 
         [SkippableFact]
+        public void StrictComparisonTellsApartHowRangesAreStoredAsQemuImgCompareDoes()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            string a = dir.File("a.qcow2"), b = dir.File("b.qcow2"), compressed = dir.File("c.qcow2"), raw = dir.File("a.raw");
+            Qemu.Img("create", "-q", "-f", "qcow2", a, "4M");
+            Qemu.IoCommands(a, "qcow2", "write -P 1 0 64k", "write -z 1M 64k");      // data, then a zero-flag cluster
+            Qemu.Img("create", "-q", "-f", "qcow2", b, "4M");
+            Qemu.IoCommands(b, "qcow2", "write -P 1 0 64k");                         // the same data, nothing at 1M
+            Qemu.Img("convert", "-c", "-O", "qcow2", b, compressed);
+            Qemu.Img("convert", "-O", "raw", b, raw);
+
+            QcowDifference[] Compare(string x, string y, bool strict, bool all = true)
+            {
+                using var dx = DiskImage.Open(x, new OpenOptions { Format = x.EndsWith(".raw") ? ImageFormat.Raw : ImageFormat.Auto });
+                using var dy = DiskImage.Open(y, new OpenOptions { Format = y.EndsWith(".raw") ? ImageFormat.Raw : ImageFormat.Auto });
+                return ImageComparer.Compare(dx, dy, all, strict).ToArray();
+            }
+            string Describe(QcowDifference[] ds) => string.Join(" ", ds.Select(d => $"{d.Reason}@{d.Offset}+{d.Length}"));
+
+            // Same guest data everywhere: plain compare finds nothing.
+            foreach (var (x, y) in new[] { (a, b), (b, compressed), (b, raw) })
+                Assert.Empty(Compare(x, y, strict: false));
+            // A zero flag against unallocated; compressed against data; unallocated against a raw hole.
+            Assert.Equal("AllocationMismatch@1048576+65536", Describe(Compare(a, b, strict: true)));
+            Assert.Equal("AllocationMismatch@0+65536", Describe(Compare(b, compressed, strict: true)));
+            Assert.Equal("AllocationMismatch@65536+4128768", Describe(Compare(b, raw, strict: true)));
+            Assert.Single(Compare(b, raw, strict: true, all: false));
+            Assert.Empty(Compare(b, b, strict: true));
+            // The first difference is the first by offset, whichever kind it is; -All gives both.
+            string d = dir.File("d.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", d, "4M");
+            Qemu.IoCommands(d, "qcow2", "write -P 1 0 64k", "write -P 2 4096 512");  // content differs at 4096, no zero flag at 1M
+            Assert.Equal("Content@4096+1", Describe(Compare(a, d, strict: true, all: false)));
+            Assert.Equal("AllocationMismatch@1048576+65536", Describe(Compare(b, a, strict: true, all: false)));
+            Assert.Equal("Content@4096+512 AllocationMismatch@1048576+65536", Describe(Compare(a, d, strict: true)));
+            Assert.Equal("Content@4096+512", Describe(Compare(a, d, strict: false)));
+            // qemu-img compare -s gives the same verdicts.
+            Assert.Equal(1, Qemu.TryRun("qemu-img", "compare", "-s", a, b).exitCode);
+            Assert.Equal(1, Qemu.TryRun("qemu-img", "compare", "-s", b, compressed).exitCode);
+            Assert.Equal(1, Qemu.TryRun("qemu-img", "compare", "-s", "-F", "raw", b, raw).exitCode);
+            Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", "-s", b, b).exitCode);
+        }
+
+        [SkippableFact]
         public void ExistingDestinationNeedsOverwrite()
         {
             Qemu.Require();

@@ -8,7 +8,7 @@ namespace QcowPS
         /// <summary>Guest offset of the first differing byte (with -All: of the differing range, sector aligned).</summary>
         public long Offset { get; set; }
         public long Length { get; set; }
-        /// <summary>Content, or SizeMismatch (with -Strict, images of different sizes).</summary>
+        /// <summary>Content; with -Strict also SizeMismatch (images of different sizes) or AllocationMismatch (a range stored differently).</summary>
         public string Reason { get; set; }
 
         public override string ToString() => $"{Reason} at 0x{Offset:X} (+{Length})";
