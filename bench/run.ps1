@@ -162,6 +162,6 @@ $results = foreach ($r in $rows) {
     }
     Remove-Item $qemuOut, $psOut, $psOut2 -ErrorAction Ignore
 }
-$results | Format-Table -AutoSize | Out-String -Width 260 | Write-Host
+$results | Format-Table -AutoSize | Out-String -Width 400 | Write-Host
 "Runs: $Runs (median). Machine: $([Environment]::ProcessorCount) cores, $(if (Test-Path /proc/meminfo) { [Math]::Round(([long]((Get-Content /proc/meminfo -TotalCount 1) -replace '\D', '')) / 1MB) } else { '?' }) GiB; $(qemu-img --version | Select-Object -First 1); $(Get-Date -Format 'yyyy-MM-dd')" | Write-Host
 $results
