@@ -165,6 +165,44 @@ namespace QcowPS.Engine.Tests
         }
 
         [SkippableFact]
+        public void LargeSparseDisksAreNotWalkedAMegabyteAtATime()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            // 4 TiB with 2 MiB of data: 4 million one-megabyte chunks if every range were read.
+            string qcow = dir.File("big.qcow2"), raw = dir.File("big.raw");
+            Qemu.Img("create", "-q", "-f", "qcow2", qcow, "4T");
+            Qemu.IoCommands(qcow, "qcow2", "write -P 5 0 1M", "write -P 6 3T 1M", "write -z 2T 64k");
+            using (var f = File.Create(raw)) f.SetLength(1L << 40);  // a sparse raw file: holes found with SEEK_DATA
+            using (var f = new FileStream(raw, FileMode.Open)) { f.Position = 700L << 30; f.Write(new byte[] { 1, 2, 3 }); }
+
+            foreach (var (source, format, target) in new[]
+            {
+                (qcow, ImageFormat.Auto, ImageFormat.Qcow2), (qcow, ImageFormat.Auto, ImageFormat.Raw),
+                (raw, ImageFormat.Raw, ImageFormat.Qcow2),
+            })
+            {
+                string dest = dir.File("out-" + target);
+                long calls = 0;
+                using (var disk = DiskImage.Open(source, new OpenOptions { Format = format }))
+                {
+                    var r = ImageConverter.Convert(disk, dest, new ConvertOptions
+                    {
+                        DestinationFormat = target, Overwrite = true, Progress = (done, total) => calls++,
+                    });
+                    Assert.Equal(disk.Length / 65536, r.DataClusters + r.ZeroClusters);
+                    Assert.True(r.DataClusters <= 32, $"{r.DataClusters} data clusters");
+                }
+                // One progress call per chunk: the empty runs went by in a few large steps.
+                Assert.True(calls < 10_000, $"{source} -> {target}: {calls} chunks");
+                Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", "-f", format == ImageFormat.Raw ? "raw" : "qcow2",
+                    "-F", target == ImageFormat.Raw ? "raw" : "qcow2", source, dest).exitCode);
+                if (target == ImageFormat.Qcow2) Qemu.AssertClean(dest);
+                File.Delete(dest);
+            }
+        }
+
+        [SkippableFact]
         public void StrictComparisonTellsApartHowRangesAreStoredAsQemuImgCompareDoes()
         {
             Qemu.Require();

@@ -63,6 +63,7 @@ namespace QcowPS.Engine.Operations
             public long Sequence;
             public long Offset;
             public int Length;
+            public long Skipped;              // a run that holds nothing in the whole chain: no buffer, nothing to write
             public byte[] Data;
             public bool[] KnownZero;          // per destination cluster: no layer stores anything there
             public ClusterKind[] Kinds;
@@ -155,7 +156,7 @@ namespace QcowPS.Engine.Operations
                     var todo = new WorkQueue<Chunk>();
                     var done = new Dictionary<long, Chunk>();
                     var doneGate = new object();
-                    long chunkCount = (size + chunkBytes - 1) / chunkBytes;
+                    long chunkTotal = -1;  // how many chunks there are, once the readers have reached the end
 
                     void Fail(Exception e)
                     {
@@ -170,7 +171,12 @@ namespace QcowPS.Engine.Operations
                     // Readers take chunk numbers in turn; with two of them, reading from the page cache
                     // uses both cores. The writer puts the chunks back in order.
                     int readerCount = threads > 1 ? 2 : 1;
-                    long nextChunk = -1;
+                    // Chunks are taken under a lock: a reader that finds a run stored nowhere in the chain
+                    // makes it one empty chunk, so a sparse 1 TiB disk is not walked a megabyte at a time.
+                    // (With a backing file for the destination every range is compared with it: no skipping.)
+                    var cursorGate = new object();
+                    long cursor = 0, nextSequence = 0;
+                    bool canSkip = backing == null;
                     // The queue ends when the readers are done and the writer has queued its last data writes.
                     int producersLeft = readerCount + 1;
                     void ProducerDone()
@@ -188,14 +194,35 @@ namespace QcowPS.Engine.Operations
                                 while (true)
                                 {
                                     inFlight.Wait(token);
-                                    long seq = Interlocked.Increment(ref nextChunk);
-                                    if (seq >= chunkCount)
+                                    Chunk chunk;
+                                    lock (cursorGate)
                                     {
-                                        inFlight.Release();
-                                        break;
+                                        if (cursor >= size)
+                                        {
+                                            inFlight.Release();
+                                            lock (doneGate)
+                                            {
+                                                chunkTotal = nextSequence;
+                                                Monitor.PulseAll(doneGate);
+                                            }
+                                            break;
+                                        }
+                                        long offset = cursor;
+                                        long skipTo = canSkip ? EndOfUnstoredRun(source, offset, size, chunkBytes) : offset;
+                                        chunk = skipTo > offset
+                                            ? new Chunk { Sequence = nextSequence++, Offset = offset, Skipped = skipTo - offset }
+                                            : new Chunk { Sequence = nextSequence++, Offset = offset, Length = (int)Math.Min(chunkBytes, size - offset) };
+                                        cursor = offset + chunk.Length + chunk.Skipped;
                                     }
-                                    long offset = seq * chunkBytes;
-                                    var chunk = new Chunk { Sequence = seq, Offset = offset, Length = (int)Math.Min(chunkBytes, size - offset) };
+                                    if (chunk.Skipped > 0)
+                                    {
+                                        lock (doneGate)
+                                        {
+                                            done[chunk.Sequence] = chunk;
+                                            Monitor.PulseAll(doneGate);
+                                        }
+                                        continue;
+                                    }
                                     long t0 = Stopwatch.GetTimestamp();
                                     ReadChunk(source, chunk, clusterSize, pool);
                                     Interlocked.Add(ref s_readTicks, Stopwatch.GetTimestamp() - t0);
@@ -267,19 +294,27 @@ namespace QcowPS.Engine.Operations
 
                     try
                     {
-                        for (long seq = 0; seq < chunkCount; seq++)
+                        for (long seq = 0; ; seq++)
                         {
                             Chunk chunk;
                             lock (doneGate)
                             {
-                                while (!done.TryGetValue(seq, out chunk) && !done.ContainsKey(-1))
+                                while (!done.TryGetValue(seq, out chunk) && !done.ContainsKey(-1) && !(chunkTotal >= 0 && seq >= chunkTotal))
                                 {
                                     if (o.Cancellation.IsCancellationRequested) break;
                                     Monitor.Wait(doneGate, 200);
                                 }
                                 if (done.TryGetValue(-1, out var failed)) throw Rethrow(failed.Error);
                                 o.Cancellation.ThrowIfCancellationRequested();
+                                if (chunk == null) break;  // every chunk is written
                                 done.Remove(seq);
+                            }
+                            if (chunk.Skipped > 0)
+                            {
+                                Interlocked.Add(ref counters.Zero, (chunk.Skipped + clusterSize - 1) / clusterSize);
+                                inFlight.Release();
+                                o.Progress?.Invoke(chunk.Offset + chunk.Skipped, size);
+                                continue;
                             }
                             long w0 = Stopwatch.GetTimestamp();
                             if (qcow != null) WriteQcow2Chunk(qcow, chunk, clusterSize, counters);
@@ -356,6 +391,26 @@ namespace QcowPS.Engine.Operations
 
         private static Exception Rethrow(Exception e) =>
             e is QcowException q ? new QcowException(q.Kind, q.FilePath, q.Message, q) : new QcowException(QcowErrorKind.IoError, null, e.Message, e);
+
+        /// <summary>
+        /// Where the run that no layer of the source stores, starting at offset, ends: rounded down to
+        /// whole chunks (so every chunk still starts at a multiple of the chunk size), or the disk's end.
+        /// At most 1 TiB at a time, so that the reader holding the cursor comes back to check for
+        /// cancellation. Returns offset when there is not a whole chunk to skip.
+        /// </summary>
+        private static long EndOfUnstoredRun(VirtualDisk source, long offset, long size, int chunkBytes)
+        {
+            long limit = offset + Math.Min(size - offset, 1L << 40);
+            long pos = offset;
+            while (pos < limit)
+            {
+                var e = source.GetChainExtent(pos, limit - pos);
+                if (e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Length <= 0) break;
+                pos += e.Length;
+            }
+            if (pos >= size) return size;
+            return offset + (pos - offset) / chunkBytes * chunkBytes;
+        }
 
         /// <summary>Reader thread: one chunk of guest data, with zero runs marked and compressed streams fetched raw.</summary>
         [MethodImpl(ZeroDetector.Hot)]
