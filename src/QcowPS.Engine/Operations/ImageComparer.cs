@@ -38,10 +38,15 @@ namespace QcowPS.Engine.Operations
             {
                 cancel.ThrowIfCancellationRequested();
                 int n = (int)Math.Min(Chunk, end - pos);
-                if (strict && pos + n > strictFrom && pos < common)
+                // A run that both sides leave unstored (or zero) is passed in one step, however long:
+                // a sparse 1 TiB disk is not walked a megabyte at a time.
+                long zeroRun = Math.Min(ZeroRun(a, pos, end), ZeroRun(b, pos, end));
+                bool bothZero = zeroRun >= n;
+                long step = bothZero ? zeroRun : n;
+                if (strict && pos + step > strictFrom && pos < common)
                 {
                     // As qemu-img compare -s: how each range is stored, as well as what it holds.
-                    long chunkEnd = Math.Min(pos + n, common);
+                    long chunkEnd = Math.Min(pos + step, common);
                     for (long from = Math.Max(pos, strictFrom); from < chunkEnd;)
                     {
                         long at = FirstAllocationMismatch(a, b, from, chunkEnd);
@@ -52,7 +57,7 @@ namespace QcowPS.Engine.Operations
                         if (!all)
                         {
                             // The first difference by offset: content before the run comes first.
-                            long contentAt = FirstContentDifference(a, b, pos, (int)(at - pos), bufferA, bufferB);
+                            long contentAt = bothZero ? -1 : FirstContentDifference(a, b, pos, (int)(at - pos), bufferA, bufferB);
                             yield return contentAt >= 0
                                 ? new QcowDifference { Path = a.Path, DifferencePath = b.Path, Offset = contentAt, Length = 1, Reason = "Content" }
                                 : mismatch;
@@ -64,9 +69,10 @@ namespace QcowPS.Engine.Operations
                         from = strictFrom = runEnd;
                     }
                 }
-                if (ReadsAsZero(a, pos, n) && ReadsAsZero(b, pos, n))
+                if (bothZero)
                 {
-                    pos += n;
+                    pos += step;
+                    progress?.Invoke(pos, end);
                     continue;
                 }
                 Fill(a, pos, bufferA, n);
@@ -116,6 +122,23 @@ namespace QcowPS.Engine.Operations
                 case ClusterType.Zero: return e.Layer is Raw.RawImage ? Allocation.ZeroAllocated : Allocation.Zero;
                 default: return Allocation.Unallocated;
             }
+        }
+
+        /// <summary>
+        /// How many bytes from offset (up to end) read as zeros without being read: unstored or zero in
+        /// the whole chain, or past the disk's end. At most 1 TiB, so that cancellation is seen.
+        /// </summary>
+        private static long ZeroRun(VirtualDisk disk, long offset, long end)
+        {
+            long limit = offset + Math.Min(end - offset, 1L << 40);
+            long pos = offset;
+            while (pos < Math.Min(limit, disk.Length))
+            {
+                var e = disk.GetChainExtent(pos, Math.Min(limit, disk.Length) - pos);
+                if (e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Length <= 0) return pos - offset;
+                pos += e.Length;
+            }
+            return limit - offset;  // past the end, the shorter disk reads zeros
         }
 
         /// <summary>The offset of the first byte in [offset, offset + length) that differs, or -1.</summary>
