@@ -126,11 +126,11 @@ namespace QcowPS.Engine.Operations
 
         /// <summary>
         /// How many bytes from offset (up to end) read as zeros without being read: unstored or zero in
-        /// the whole chain, or past the disk's end. At most 1 TiB, so that cancellation is seen.
+        /// the whole chain, or past the disk's end. At most 1 PiB per step, so that cancellation is seen.
         /// </summary>
         private static long ZeroRun(VirtualDisk disk, long offset, long end)
         {
-            long limit = offset + Math.Min(end - offset, 1L << 40);
+            long limit = offset + Math.Min(end - offset, 1L << 50);
             long pos = offset;
             while (pos < Math.Min(limit, disk.Length))
             {

@@ -395,12 +395,12 @@ namespace QcowPS.Engine.Operations
         /// <summary>
         /// Where the run that no layer of the source stores, starting at offset, ends: rounded down to
         /// whole chunks (so every chunk still starts at a multiple of the chunk size), or the disk's end.
-        /// At most 1 TiB at a time, so that the reader holding the cursor comes back to check for
+        /// At most 1 PiB at a time, so that the reader holding the cursor comes back to check for
         /// cancellation. Returns offset when there is not a whole chunk to skip.
         /// </summary>
         private static long EndOfUnstoredRun(VirtualDisk source, long offset, long size, int chunkBytes)
         {
-            long limit = offset + Math.Min(size - offset, 1L << 40);
+            long limit = offset + Math.Min(size - offset, 1L << 50);
             long pos = offset;
             while (pos < limit)
             {

@@ -68,13 +68,26 @@ namespace QcowPS.Engine.Qcow2
             long clusterIndex = offset >> cb;
             long l1Index = clusterIndex / l2Entries;
             long tableStart = (l1Index * l2Entries) << cb;
+            long requested = maxLength;
             maxLength = Math.Min(maxLength, tableStart + Header.BytesPerL2Table - offset);
             var result = new DiskExtent { Offset = offset, Length = maxLength, Type = ClusterType.Unallocated, HostOffset = -1 };
             if (maxLength <= 0) return result;
 
             ulong l1Entry = l1Index < l1.Length ? l1[l1Index] : 0;
             long l2Offset = L2OffsetOf(l1Entry, l1Index);
-            if (l2Offset == 0) return result;
+            if (l2Offset == 0)
+            {
+                // Following L1 entries without an L2 table join the run, so that a sparse exabyte disk
+                // is a few extents for conversion and comparison, not millions.
+                long runEnd = offset + maxLength;
+                for (long next = l1Index + 1; runEnd < offset + requested; next++)
+                {
+                    if (next < l1.Length && (l1[next] & L1OffsetMask) != 0) break;
+                    runEnd = Math.Min(offset + requested, runEnd + Header.BytesPerL2Table);
+                }
+                result.Length = runEnd - offset;
+                return result;
+            }
             byte[] table = _l2Cache.Get(l2Offset);
 
             bool extended = Header.HasExtendedL2;
