@@ -209,6 +209,28 @@ namespace QcowPS.Engine.Tests
         }
 
         [SkippableFact]
+        public void ALargeSparseDiskOverABackingFileKeepsOnlyWhatDiffersWithoutWalkingIt()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            string golden = dir.File("golden.qcow2"), vm = dir.File("vm.qcow2"), diff = dir.File("diff.qcow2");
+            Qemu.Img("create", "-q", "-f", "qcow2", golden, "1T");
+            Qemu.IoCommands(golden, "qcow2", "write -P 1 0 1M", "write -P 2 300G 1M");
+            // The VM's disk: the golden data at 0, the range at 300G zeroed, new data at 700G.
+            Qemu.Img("convert", "-O", "qcow2", golden, vm);
+            Qemu.IoCommands(vm, "qcow2", "write -z 300G 1M", "write -P 3 700G 1M");
+            long steps = 0;
+            using (var disk = DiskImage.Open(vm))
+            {
+                var r = ImageConverter.Convert(disk, diff, new ConvertOptions { BackingFile = "golden.qcow2", BackingFormat = "qcow2", Progress = (d, t) => steps++ });
+                Assert.Equal(16, r.DataClusters);     // only the new megabyte at 700G
+            }
+            Assert.True(steps < 10_000, $"{steps} steps");
+            Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", vm, diff).exitCode);
+            Qemu.AssertClean(diff);
+        }
+
+        [SkippableFact]
         public void AnExabyteDiskConvertsAndComparesInAFewSteps()
         {
             Qemu.Require();

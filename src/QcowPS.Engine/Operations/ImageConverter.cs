@@ -173,10 +173,10 @@ namespace QcowPS.Engine.Operations
                     int readerCount = threads > 1 ? 2 : 1;
                     // Chunks are taken under a lock: a reader that finds a run stored nowhere in the chain
                     // makes it one empty chunk, so a sparse 1 TiB disk is not walked a megabyte at a time.
-                    // (With a backing file for the destination every range is compared with it: no skipping.)
+                    // With a backing file for the destination, a run is skipped only where the backing image
+                    // stores nothing either (elsewhere it is compared with what the backing holds).
                     var cursorGate = new object();
                     long cursor = 0, nextSequence = 0;
-                    bool canSkip = backing == null;
                     // The queue ends when the readers are done and the writer has queued its last data writes.
                     int producersLeft = readerCount + 1;
                     void ProducerDone()
@@ -208,7 +208,8 @@ namespace QcowPS.Engine.Operations
                                             break;
                                         }
                                         long offset = cursor;
-                                        long skipTo = canSkip ? EndOfUnstoredRun(source, offset, size, chunkBytes) : offset;
+                                        long skipTo = EndOfUnstoredRun(source, offset, size, chunkBytes);
+                                        if (backing != null && skipTo > offset) skipTo = Math.Min(skipTo, EndOfUnstoredRun(backing, offset, size, chunkBytes));
                                         chunk = skipTo > offset
                                             ? new Chunk { Sequence = nextSequence++, Offset = offset, Skipped = skipTo - offset }
                                             : new Chunk { Sequence = nextSequence++, Offset = offset, Length = (int)Math.Min(chunkBytes, size - offset) };
@@ -398,13 +399,14 @@ namespace QcowPS.Engine.Operations
         /// At most 1 PiB at a time, so that the reader holding the cursor comes back to check for
         /// cancellation. Returns offset when there is not a whole chunk to skip.
         /// </summary>
-        private static long EndOfUnstoredRun(VirtualDisk source, long offset, long size, int chunkBytes)
+        private static long EndOfUnstoredRun(VirtualDisk disk, long offset, long size, int chunkBytes)
         {
             long limit = offset + Math.Min(size - offset, 1L << 50);
             long pos = offset;
             while (pos < limit)
             {
-                var e = source.GetChainExtent(pos, limit - pos);
+                if (pos >= disk.Length) { pos = limit; break; }  // a shorter (backing) disk reads zeros past its end
+                var e = disk.GetChainExtent(pos, Math.Min(limit, disk.Length) - pos);
                 if (e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Length <= 0) break;
                 pos += e.Length;
             }
