@@ -721,6 +721,57 @@ Describe 'Convert-QcowImage: never losing a file' -Skip:$SkipImages {
     }
 }
 
+Describe 'Convert-QcowImage: progress' -Skip:$SkipImages {
+    BeforeAll {
+        Assert-QemuTools
+        $dir = New-QcowTestFolder -Prefix 'qcowps-pester-progress'
+        function Invoke-WithProgress([string]$Source, [string]$Destination, [string]$Options) {
+            <# Runs a conversion in its own runspace and returns its progress records and duration. #>
+            $ps = [powershell]::Create()
+            try {
+                $script = 'param($Module, $Source, $Destination) Import-Module $Module; $ProgressPreference = ''Continue''; ' +
+                    "Convert-QcowImage -LiteralPath `$Source -Destination `$Destination -Force $Options"
+                [void]$ps.AddScript($script).AddArgument((Get-QcowPSModulePath)).AddArgument($Source).AddArgument($Destination)
+                $result = @($ps.Invoke())
+                $ps.Streams.Error | Should -BeNullOrEmpty
+                [pscustomobject]@{ Records = @($ps.Streams.Progress | Where-Object ActivityId -eq 3); Duration = $result[0].Duration }
+            } finally { $ps.Dispose() }
+        }
+    }
+    AfterAll { Remove-QcowTestFolder $dir }
+
+    It 'a quick conversion draws no progress bar at all' {
+        $small = New-QemuImage (Join-Path $dir 'small.qcow2') 8M -Write 'write -P 0x61 0 1M'
+        $run = Invoke-WithProgress $small (Join-Path $dir 'small-copy.qcow2') ''
+        $run.Duration.TotalSeconds | Should -BeLessThan 0.5 -Because 'the premise of this test'
+        $run.Records.Count | Should -Be 0
+    }
+
+    It 'a long one reports growing percentages, at most four a second, and completes' {
+        # 96 MiB of real files (PowerShell's own assemblies, over again if needed), compressed at zlib
+        # level 9 on one thread: about 2 s here, and clusters are compressed one by one, so repeating
+        # the files does not make it quicker.
+        $raw = Join-Path $dir 'files.raw'
+        $files = @(Get-ChildItem $PSHOME -Filter *.dll | Sort-Object Name)
+        $stream = [IO.File]::Create($raw)
+        try {
+            for ($i = 0; $stream.Length -lt 96MB; $i++) {
+                $bytes = [IO.File]::ReadAllBytes($files[$i % $files.Count].FullName)
+                $stream.Write($bytes, 0, [Math]::Min($bytes.Length, 96MB - $stream.Length))
+            }
+        } finally { $stream.Dispose() }
+        $run = Invoke-WithProgress $raw (Join-Path $dir 'files.qcow2') '-Format Raw -Compress -CompressionLevel 9 -ThrottleLimit 1'
+        $run.Duration.TotalSeconds | Should -BeGreaterThan 0.75 -Because 'the premise of this test'
+        $records = $run.Records
+        $records.Count | Should -BeGreaterThan 1
+        $records.Count | Should -BeLessOrEqual ([Math]::Ceiling($run.Duration.TotalSeconds * 4) + 1)
+        $records[-1].RecordType | Should -Be 'Completed'
+        $percents = @($records | Where-Object RecordType -eq 'Processing' | ForEach-Object PercentComplete)
+        $percents | ForEach-Object { $_ | Should -BeIn (0..100) }
+        for ($i = 1; $i -lt $percents.Count; $i++) { $percents[$i] | Should -BeGreaterThan $percents[$i - 1] }
+    }
+}
+
 Describe 'Compare-QcowImage: verifying copies like qemu-img compare' -Skip:$SkipImages {
     BeforeAll {
         Assert-QemuTools
