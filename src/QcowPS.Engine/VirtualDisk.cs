@@ -143,6 +143,23 @@ namespace QcowPS.Engine
             }
         }
 
+        /// <summary>
+        /// Where the run from offset that no layer of the chain stores ends, at most limit: a range that
+        /// reads as zeros without being read (unallocated or zero everywhere, or past this disk's end).
+        /// Conversion and comparison pass over such runs in one step.
+        /// </summary>
+        public long EndOfUnstoredRun(long offset, long limit)
+        {
+            long pos = offset;
+            while (pos < limit && pos < Length)
+            {
+                var e = GetChainExtent(pos, Math.Min(limit, Length) - pos);
+                if (e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Length <= 0) return pos;
+                pos += e.Length;
+            }
+            return Math.Max(pos, limit);  // past the end a disk reads zeros
+        }
+
         public virtual void Write(long offset, byte[] buffer, int index, int count) =>
             throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
 

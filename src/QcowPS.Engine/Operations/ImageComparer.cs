@@ -128,18 +128,8 @@ namespace QcowPS.Engine.Operations
         /// How many bytes from offset (up to end) read as zeros without being read: unstored or zero in
         /// the whole chain, or past the disk's end. At most 1 PiB per step, so that cancellation is seen.
         /// </summary>
-        private static long ZeroRun(VirtualDisk disk, long offset, long end)
-        {
-            long limit = offset + Math.Min(end - offset, 1L << 50);
-            long pos = offset;
-            while (pos < Math.Min(limit, disk.Length))
-            {
-                var e = disk.GetChainExtent(pos, Math.Min(limit, disk.Length) - pos);
-                if (e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Length <= 0) return pos - offset;
-                pos += e.Length;
-            }
-            return limit - offset;  // past the end, the shorter disk reads zeros
-        }
+        private static long ZeroRun(VirtualDisk disk, long offset, long end) =>
+            disk.EndOfUnstoredRun(offset, offset + Math.Min(end - offset, 1L << 50)) - offset;
 
         /// <summary>The offset of the first byte in [offset, offset + length) that differs, or -1.</summary>
         private static long FirstContentDifference(VirtualDisk a, VirtualDisk b, long offset, int length, byte[] bufferA, byte[] bufferB)
@@ -180,18 +170,9 @@ namespace QcowPS.Engine.Operations
             return pos;
         }
 
-        /// <summary>Whether the range reads as zeros without reading it (unallocated or zero in the whole chain, or past the end).</summary>
-        private static bool ReadsAsZero(VirtualDisk disk, long offset, int length)
-        {
-            long end = Math.Min(offset + length, disk.Length);
-            for (long pos = offset; pos < end;)
-            {
-                var e = disk.GetChainExtent(pos, end - pos);
-                if (e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed) return false;
-                pos += e.Length;
-            }
-            return true;
-        }
+        /// <summary>Whether the range reads as zeros without reading it.</summary>
+        private static bool ReadsAsZero(VirtualDisk disk, long offset, int length) =>
+            disk.EndOfUnstoredRun(offset, offset + length) >= offset + length;
 
         private static void Fill(VirtualDisk disk, long offset, byte[] buffer, int length)
         {

@@ -401,15 +401,7 @@ namespace QcowPS.Engine.Operations
         /// </summary>
         private static long EndOfUnstoredRun(VirtualDisk disk, long offset, long size, int chunkBytes)
         {
-            long limit = offset + Math.Min(size - offset, 1L << 50);
-            long pos = offset;
-            while (pos < limit)
-            {
-                if (pos >= disk.Length) { pos = limit; break; }  // a shorter (backing) disk reads zeros past its end
-                var e = disk.GetChainExtent(pos, Math.Min(limit, disk.Length) - pos);
-                if (e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Length <= 0) break;
-                pos += e.Length;
-            }
+            long pos = disk.EndOfUnstoredRun(offset, offset + Math.Min(size - offset, 1L << 50));
             if (pos >= size) return size;
             return offset + (pos - offset) / chunkBytes * chunkBytes;
         }
