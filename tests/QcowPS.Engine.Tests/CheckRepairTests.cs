@@ -87,6 +87,22 @@ namespace QcowPS.Engine.Tests
         }
 
         [SkippableFact]
+        public void CheckReportsProgressOverEveryL1EntryOfTheImageAndItsSnapshots()
+        {
+            Qemu.Require();
+            using var dir = new TempDir();
+            var image = TestImages.Make(dir, "snapshots");
+            using var disk = (Qcow2Image)DiskImage.Open(image.Path);
+            long expected = disk.Header.L1Size + disk.Snapshots.Sum(s => (long)s.L1Size);
+            var calls = new System.Collections.Generic.List<(long done, long total)>();
+            Assert.True(disk.Check(Qcow2RepairMode.None, (done, total) => calls.Add((done, total))).IsConsistent);
+            Assert.NotEmpty(calls);
+            Assert.All(calls, c => Assert.Equal(expected, c.total));
+            Assert.Equal(Enumerable.Range(1, calls.Count).Select(i => (long)i), calls.Select(c => c.done));
+            Assert.Equal(expected, calls[^1].done);
+        }
+
+        [SkippableFact]
         public void LeakedCluster()
         {
             Qemu.Require();

@@ -18,28 +18,32 @@ namespace QcowPS.Engine.Qcow2
     // qemu-img check so that the two agree on every image.
     public sealed partial class Qcow2Image
     {
-        /// <summary>Checks (and with a repair mode, repairs) the image, like qemu-img check [-r].</summary>
-        public QcowCheckResult Check(Qcow2RepairMode mode = Qcow2RepairMode.None)
+        /// <summary>
+        /// Checks (and with a repair mode, repairs) the image, like qemu-img check [-r]. progress, if
+        /// given, is called on this thread with (L1 entries walked, L1 entries in all) as each pass
+        /// walks the tables (a repair makes more than one pass).
+        /// </summary>
+        public QcowCheckResult Check(Qcow2RepairMode mode = Qcow2RepairMode.None, Action<long, long> progress = null)
         {
             lock (_gate)
             {
                 ThrowIfDisposed();
                 if (mode != Qcow2RepairMode.None && !_writable)
                     throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' must be opened for writing to be repaired");
-                return CheckLocked(mode);
+                return CheckLocked(mode, progress);
             }
         }
 
-        private QcowCheckResult CheckLocked(Qcow2RepairMode mode)
+        private QcowCheckResult CheckLocked(Qcow2RepairMode mode, Action<long, long> progress = null)
         {
             if (_writable) FlushMetadata();
-            var first = new CheckPass(this, mode);
+            var first = new CheckPass(this, mode, progress);
             first.Run();
             if (mode == Qcow2RepairMode.None) return first.Result;
             FlushMetadata();
             SyncFile();
             // Double check, as qemu-img does after a repair; report what remains plus what was fixed.
-            var second = new CheckPass(this, Qcow2RepairMode.None);
+            var second = new CheckPass(this, Qcow2RepairMode.None, progress);
             second.Run();
             second.Result.CorruptionsFixed = first.Result.CorruptionsFixed;
             second.Result.LeaksFixed = first.Result.LeaksFixed;
@@ -59,6 +63,8 @@ namespace QcowPS.Engine.Qcow2
         {
             private readonly Qcow2Image _image;
             private readonly Qcow2RepairMode _mode;
+            private readonly Action<long, long> _progress;
+            private long _entriesWalked, _entriesInAll;
             private ulong[] _computed;
             private long _fileClusters;
             private long _nextContiguous;
@@ -66,10 +72,11 @@ namespace QcowPS.Engine.Qcow2
 
             public QcowCheckResult Result { get; } = new QcowCheckResult();
 
-            public CheckPass(Qcow2Image image, Qcow2RepairMode mode)
+            public CheckPass(Qcow2Image image, Qcow2RepairMode mode, Action<long, long> progress)
             {
                 _image = image;
                 _mode = mode;
+                _progress = progress;
                 Result.Path = image.Path;
             }
 
@@ -130,6 +137,9 @@ namespace QcowPS.Engine.Qcow2
                 _nextContiguous = 0;
 
                 Inc(0, ClusterSize);
+                _entriesWalked = 0;
+                _entriesInAll = _image._l1.Length;
+                foreach (var s in _image._snapshots) _entriesInAll += s.L1Size;
                 CheckL1((long)H.L1TableOffset, H.L1Size, active: true, l1: _image._l1);
                 if (H.HasExternalDataFile && _image._snapshots.Count > 0)
                 {
@@ -202,6 +212,7 @@ namespace QcowPS.Engine.Qcow2
                 Inc(l1Offset, (long)l1Size * 8);
                 for (long i = 0; i < l1.Length; i++)
                 {
+                    _progress?.Invoke(++_entriesWalked, _entriesInAll);
                     if (l1[i] == 0) continue;
                     if ((l1[i] & L1ReservedMask) != 0)
                     {

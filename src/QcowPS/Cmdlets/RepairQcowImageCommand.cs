@@ -28,8 +28,10 @@ namespace QcowPS.Cmdlets
             var mode = All ? Qcow2RepairMode.All : Qcow2RepairMode.Leaks;
             // First a read-only check: nothing is opened for writing when there is nothing to fix (or -WhatIf).
             QcowCheckResult found;
+            var progress = new ProgressReporter(this, 6, $"Checking {System.IO.Path.GetFileName(path)}", "Walking the L1 and L2 tables");
             using (var image = OpenQcow2(path))
-                found = image.Check(Qcow2RepairMode.None);
+                found = image.Check(Qcow2RepairMode.None, progress.Report);
+            progress.Complete();
             bool needed = found.Leaks > 0 || (mode == Qcow2RepairMode.All && (found.Corruptions > 0 || IsMarked(path)));
             if (!needed)
             {
@@ -42,7 +44,9 @@ namespace QcowPS.Cmdlets
                 : $"Repair {found.Leaks} leaked clusters";
             if (!ShouldProcess(path, what)) return;
             QcowCheckResult result;
-            using (var image = OpenQcow2(path, writable: true, allowCorrupt: true)) result = image.Check(mode);
+            var repairing = new ProgressReporter(this, 6, $"Repairing {System.IO.Path.GetFileName(path)}", "Walking the L1 and L2 tables");
+            using (var image = OpenQcow2(path, writable: true, allowCorrupt: true)) result = image.Check(mode, repairing.Report);
+            repairing.Complete();
             result.Path = path;
             WriteObject(result);
         }

@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using QcowPS.Engine.Qcow2;
+using QcowPS.Infrastructure;
 
 namespace QcowPS.Cmdlets
 {
@@ -15,7 +16,9 @@ namespace QcowPS.Cmdlets
         protected override void ProcessImage(string path)
         {
             QcowCheckResult result;
-            using (var image = OpenQcow2(path)) result = image.Check(Qcow2RepairMode.None);
+            var progress = new ProgressReporter(this, 5, $"Checking {System.IO.Path.GetFileName(path)}", "Walking the L1 and L2 tables");
+            using (var image = OpenQcow2(path)) result = image.Check(Qcow2RepairMode.None, progress.Report);
+            progress.Complete();
             result.Path = path;
             if (Detailed) WriteObject(result);
             else WriteObject(result.IsConsistent && result.Leaks == 0);
