@@ -32,17 +32,6 @@ namespace QcowPS.Engine.Qcow2
             }
         }
 
-        /// <summary>Writes count whole guest clusters starting at guestCluster into new contiguous host clusters.</summary>
-        internal void WriteNewClusters(long guestCluster, byte[] data, int offset, int count)
-        {
-            var writes = new System.Collections.Generic.List<HostWrite>();
-            lock (_gate)
-            {
-                MapNewClusters(guestCluster, offset, count, writes);
-                foreach (var w in writes) _dataFile.WriteAt(w.HostOffset, data, w.BufferOffset, w.Length);
-            }
-        }
-
         /// <summary>Where a run of new data clusters goes in the host file: the caller writes it there.</summary>
         internal struct HostWrite
         {
@@ -55,9 +44,9 @@ namespace QcowPS.Engine.Qcow2
         internal IO.IHostFile DataFile => _dataFile;
 
         /// <summary>
-        /// The metadata half of WriteNewClusters: allocates the host clusters and points the L2 entries
-        /// at them, and lists the data writes for the caller to do, so that a conversion can hand the
-        /// data to other threads while it maps the next chunk. Only for a new image being filled in
+        /// Places count whole guest clusters starting at guestCluster in new contiguous host clusters:
+        /// allocates them and points the L2 entries at them, and lists the data writes for the caller
+        /// to do, so that a conversion can hand the data to other threads while it maps the next chunk. Only for a new image being filled in
         /// guest order: nothing reads those clusters before the conversion has waited for its writes.
         /// </summary>
         internal void MapNewClusters(long guestCluster, int offset, int count, System.Collections.Generic.List<HostWrite> writes)
