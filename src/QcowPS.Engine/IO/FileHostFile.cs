@@ -108,44 +108,34 @@ namespace QcowPS.Engine.IO
         private static string Describe(int errno) =>
             errno == ENOSPC ? "No space left on device" : errno == 5 ? "Input/output error" : $"errno {errno}";
 
-        private unsafe int ReadPositional(long offset, byte[] buffer, int index, int count)
+        /// <summary>pread or pwrite until count bytes are done, the file ends (reads) or an error; retried on EINTR.</summary>
+        private unsafe int TransferPositional(bool write, long offset, byte[] buffer, int index, int count)
         {
             int total = 0;
             fixed (byte* p = buffer)
             {
                 while (total < count)
                 {
-                    long n = (long)PRead(Descriptor, p + index + total, (UIntPtr)(count - total), offset + total);
+                    byte* at = p + index + total;
+                    var left = (UIntPtr)(count - total);
+                    long n = (long)(write ? PWrite(Descriptor, at, left, offset + total) : PRead(Descriptor, at, left, offset + total));
                     if (n < 0)
                     {
                         int errno = Marshal.GetLastWin32Error();
                         if (errno == EINTR) continue;
-                        throw new QcowException(QcowErrorKind.IoError, Path, $"Read of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
+                        throw new QcowException(QcowErrorKind.IoError, Path, $"{(write ? "Write" : "Read")} of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
                     }
-                    if (n == 0) break;
+                    if (n == 0) break;  // end of file for a read; a write of at least one byte never returns 0
                     total += (int)n;
                 }
             }
             return total;
         }
 
-        private unsafe void WritePositional(long offset, byte[] buffer, int index, int count)
+        private void WritePositional(long offset, byte[] buffer, int index, int count)
         {
-            int total = 0;
-            fixed (byte* p = buffer)
-            {
-                while (total < count)
-                {
-                    long n = (long)PWrite(Descriptor, p + index + total, (UIntPtr)(count - total), offset + total);
-                    if (n < 0)
-                    {
-                        int errno = Marshal.GetLastWin32Error();
-                        if (errno == EINTR) continue;
-                        throw new QcowException(QcowErrorKind.IoError, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
-                    }
-                    total += (int)n;
-                }
-            }
+            if (TransferPositional(true, offset, buffer, index, count) < count)
+                throw new QcowException(QcowErrorKind.IoError, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' stopped short");
             long end = offset + count;
             long current;
             while (end > (current = Interlocked.Read(ref _length)) && Interlocked.CompareExchange(ref _length, end, current) != current) { }
@@ -155,7 +145,7 @@ namespace QcowPS.Engine.IO
         {
             if (offset < 0) throw new ArgumentOutOfRangeException(nameof(offset));
             if ((uint)index > (uint)buffer.Length || (uint)count > (uint)(buffer.Length - index)) throw new ArgumentOutOfRangeException(nameof(count));
-            if (s_positional) return offset >= Length ? 0 : ReadPositional(offset, buffer, index, count);
+            if (s_positional) return offset >= Length ? 0 : TransferPositional(false, offset, buffer, index, count);
             lock (_gate)
             {
                 try
