@@ -81,6 +81,21 @@ function Assert-QemuTools {
     }
 }
 
+function Assert-QemuToolsInIt {
+    <#
+        The body of each suite's "qemu-img and qemu-io are on PATH" test: skipped without qemu off CI,
+        a failure with CI=true. Call it inside an It.
+    #>
+    [CmdletBinding()]
+    param()
+    $problem = Get-QemuToolProblem
+    if ($problem -and $env:CI -ne 'true') {
+        Set-ItResult -Skipped -Because $problem
+        return
+    }
+    $problem | Should -BeNullOrEmpty -Because 'CI=true: the image tests must run, not skip'
+}
+
 function Invoke-QemuTool {
     [CmdletBinding()]
     param(
@@ -426,7 +441,7 @@ function Get-TextLineStats {
 
 Export-ModuleMember -Function @(
     'Get-QcowPSModulePath', 'Import-QcowPSModule',
-    'Get-QemuToolProblem', 'Test-SkipWithoutQemu', 'Assert-QemuTools',
+    'Get-QemuToolProblem', 'Test-SkipWithoutQemu', 'Assert-QemuTools', 'Assert-QemuToolsInIt',
     'Invoke-QemuImg', 'Invoke-QemuIo', 'New-QemuImage', 'Get-QemuImageInfo', 'Get-QemuMap', 'Export-QemuRaw',
     'Get-QemuCheck', 'Get-QemuIoPatternMismatch', 'Start-QemuIoHolder', 'Stop-QemuIoHolder',
     'New-QcowTestFolder', 'Remove-QcowTestFolder',
