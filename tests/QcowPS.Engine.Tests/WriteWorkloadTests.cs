@@ -85,6 +85,21 @@ namespace QcowPS.Engine.Tests
             Assert.Fail($"{what}: first difference at 0x{i:X}: model 0x{expected[i]:X2}, image 0x{actual[i]:X2}");
         }
 
+        private static void AssertSame(Workload workload, byte[] expected, byte[] actual, string what)
+        {
+            Assert.Equal(expected.Length, actual.Length);
+            if (expected.AsSpan().SequenceEqual(actual)) return;
+            int i = 0;
+            while (expected[i] == actual[i]) i++;
+            Assert.Fail(workload.Describe($"{what}: first difference at 0x{i:X}: model 0x{expected[i]:X2}, image 0x{actual[i]:X2}"));
+        }
+
+        private static void AssertClean(Workload workload, string path, string what)
+        {
+            try { Qemu.AssertClean(path); }
+            catch (Xunit.Sdk.XunitException e) { Assert.Fail(workload.Describe($"{what}: {e.Message}")); }
+        }
+
         [SkippableTheory]
         [MemberData(nameof(Kinds))]
         public void RandomWritesMatchTheModelAndStayClean(string kind)
@@ -92,10 +107,13 @@ namespace QcowPS.Engine.Tests
             Qemu.Require();
             using var dir = new TempDir();
             string path = Prepare(dir, kind);
-            var workload = new Workload(kind.GetHashCode() & 0x7FFF, RawOf(dir, path));
+            var workload = new Workload(WorkloadSeed.For(nameof(RandomWritesMatchTheModelAndStayClean) + "/" + kind), RawOf(dir, path),
+                nameof(RandomWritesMatchTheModelAndStayClean));
             var snapshots = new List<(string name, byte[] model)>();
             bool takeSnapshots = kind.Contains("snapshots");
-            for (int batch = 0; batch < 5; batch++)
+            // Snapshots s0..s3 are taken in the first four batches; a long run adds batches after them.
+            int batches = Math.Max(5, WorkloadSeed.Rounds(5));
+            for (int batch = 0; batch < batches; batch++)
             {
                 using (var disk = DiskImage.Open(path, new OpenOptions { Writable = true }))
                 {
@@ -108,13 +126,13 @@ namespace QcowPS.Engine.Tests
                     }
                     if (takeSnapshots && batch == 3) ((Qcow2Image)disk).DeleteSnapshot("s1");
                 }
-                Qemu.AssertClean(path);
-                AssertSame(workload.Model, RawOf(dir, path), $"{kind} after batch {batch}");
+                AssertClean(workload, path, $"{kind} after batch {batch}");
+                AssertSame(workload, workload.Model, RawOf(dir, path), $"{kind} after batch {batch}");
             }
             foreach (var (name, model) in snapshots)
             {
                 if (name == "s1") continue;
-                AssertSame(model, RawOf(dir, path, name), $"{kind} snapshot {name}");
+                AssertSame(workload, model, RawOf(dir, path, name), $"{kind} snapshot {name}");
             }
             if (takeSnapshots)
             {
@@ -125,10 +143,68 @@ namespace QcowPS.Engine.Tests
                     using (var image = (Qcow2Image)DiskImage.Open(path, new OpenOptions { Writable = true })) image.ApplySnapshot("s2");
                 }
                 else Qemu.Img("snapshot", "-a", "s2", path);
-                AssertSame(snapshots[2].model, RawOf(dir, path), $"{kind} after applying s2");
-                Qemu.AssertClean(path);
+                AssertSame(workload, snapshots[2].model, RawOf(dir, path), $"{kind} after applying s2");
+                AssertClean(workload, path, $"{kind} after applying s2");
                 Assert.Contains("s3", Qemu.Img("snapshot", "-l", path));
             }
+        }
+
+        [Fact]
+        public void SeedsAreStableAcrossProcesses()
+        {
+            // FNV-1a reference values (computed by hand from the algorithm, not by this code): a seed
+            // that changed between runs would make a printed seed useless.
+            Assert.Equal(unchecked((int)(2166136261u & 0x7FFFFFFF)), WorkloadSeed.Stable(""));
+            Assert.Equal(unchecked((int)(((2166136261u ^ 'a') * 16777619u) & 0x7FFFFFFF)), WorkloadSeed.Stable("a"));
+            Assert.NotEqual(WorkloadSeed.Stable("RandomWritesMatchTheModelAndStayClean/ours-512"),
+                WorkloadSeed.Stable("RandomWritesMatchTheModelAndStayClean/ours-2m"));
+        }
+
+        [Fact]
+        public void OneSeedRunTwiceReplaysTheSameOperations()
+        {
+            using var dir = new TempDir();
+            const int seed = 271828;
+            var logs = new List<List<string>>();
+            var finals = new List<byte[]>();
+            for (int run = 0; run < 2; run++)
+            {
+                string path = dir.File($"replay{run}.qcow2");
+                Qcow2Creator.Create(path, new Qcow2CreateOptions { Size = 1L << 20, ClusterSize = 4096 });
+                var workload = new Workload(seed, new byte[1L << 20], nameof(OneSeedRunTwiceReplaysTheSameOperations));
+                using (var disk = DiskImage.Open(path, new OpenOptions { Writable = true })) workload.Run(disk, 40);
+                Assert.Equal(40, workload.Step);
+                logs.Add(workload.Log);
+                using (var disk = DiskImage.Open(path))
+                {
+                    var bytes = new byte[disk.Length];
+                    disk.Read(0, bytes, 0, bytes.Length);
+                    AssertSame(workload, workload.Model, bytes, $"replay run {run}");
+                    finals.Add(bytes);
+                }
+            }
+            Assert.True(logs[0].Count >= 40);
+            Assert.Equal(logs[0], logs[1]);
+            Assert.True(finals[0].AsSpan().SequenceEqual(finals[1]), "the same seed wrote different images");
+            // A different seed is a different workload: the log really depends on the seed.
+            var other = new Workload(seed + 1, new byte[1L << 20]);
+            using (var disk = DiskImage.Open(dir.File("replay0.qcow2"), new OpenOptions { Writable = true })) other.Run(disk, 40);
+            Assert.NotEqual(logs[0], other.Log);
+        }
+
+        [Fact]
+        public void AWorkloadFailureNamesSeedStepAndReplayCommand()
+        {
+            using var dir = new TempDir();
+            string path = dir.File("ro.qcow2");
+            Qcow2Creator.Create(path, new Qcow2CreateOptions { Size = 1L << 20 });
+            var workload = new Workload(99, new byte[1L << 20], "SomeWorkloadTest");
+            using var disk = DiskImage.Open(path);  // read-only: the first write fails
+            var e = Assert.Throws<WorkloadFailedException>(() => workload.Run(disk, 5));
+            Assert.Contains("seed 99", e.Message);
+            Assert.Contains("step 1;", e.Message);
+            Assert.Contains("QCOWPS_WORKLOAD_SEED=99 dotnet test", e.Message);
+            Assert.Contains("FullyQualifiedName~SomeWorkloadTest", e.Message);
         }
 
         [SkippableFact]
