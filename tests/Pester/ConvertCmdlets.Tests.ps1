@@ -717,51 +717,39 @@ Describe 'Convert-QcowImage: never losing a file' -Skip:$SkipImages {
 }
 
 Describe 'Convert-QcowImage: progress' -Skip:$SkipImages {
+    # The progress clock is replaced by one that advances a fixed step per reading
+    # (Invoke-QcowWithSteppedClock), so these tests do not depend on how fast the machine is.
     BeforeAll {
         Assert-QemuTools
         $dir = New-QcowTestFolder -Prefix 'qcowps-pester-progress'
-        function Invoke-WithProgress([string]$Source, [string]$Destination, [string]$Options) {
-            <# Runs a conversion in its own runspace and returns its progress records and duration. #>
-            $ps = [powershell]::Create()
-            try {
-                $script = 'param($Module, $Source, $Destination) Import-Module $Module; $ProgressPreference = ''Continue''; ' +
-                    "Convert-QcowImage -LiteralPath `$Source -Destination `$Destination -Force $Options"
-                [void]$ps.AddScript($script).AddArgument((Get-QcowPSModulePath)).AddArgument($Source).AddArgument($Destination)
-                $result = @($ps.Invoke())
-                $ps.Streams.Error | Should -BeNullOrEmpty
-                [pscustomobject]@{ Records = @($ps.Streams.Progress | Where-Object ActivityId -eq 3); Duration = $result[0].Duration }
-            } finally { $ps.Dispose() }
-        }
+        $convert = 'param($Source, $Destination, $Options) Invoke-Expression "Convert-QcowImage -LiteralPath `$Source -Destination `$Destination -Force $Options"'
+        $source = New-QemuImage (Join-Path $dir 'source.qcow2') 64M -Write 'write -P 0x61 0 24M', 'write -P 0x62 40M 20M'
     }
     AfterAll { Remove-QcowTestFolder $dir }
 
-    It 'a quick conversion draws no progress bar at all' {
-        $small = New-QemuImage (Join-Path $dir 'small.qcow2') 8M -Write 'write -P 0x61 0 1M'
-        $run = Invoke-WithProgress $small (Join-Path $dir 'small-copy.qcow2') ''
-        $run.Duration.TotalSeconds | Should -BeLessThan 0.5 -Because 'the premise of this test'
+    It 'work that ends within the first half second draws no progress bar at all' {
+        # A clock standing still: however long the conversion takes in real time, it is under 0.5 s.
+        $run = Invoke-QcowWithSteppedClock -Script $convert -ArgumentList $source, (Join-Path $dir 'still.qcow2'), '' -ActivityId 3 -StepSeconds 0
+        $run.Errors | Should -BeNullOrEmpty
+        $run.Readings | Should -BeGreaterThan 2 -Because 'the conversion reads the clock as it reports'
         $run.Records.Count | Should -Be 0
     }
 
-    It 'a long one reports growing percentages, at most four a second, and completes' {
-        # 96 MiB of real files (PowerShell's own assemblies, over again if needed), compressed at zlib
-        # level 9 on one thread: about 2 s here, and clusters are compressed one by one, so repeating
-        # the files does not make it quicker.
-        $raw = Join-Path $dir 'files.raw'
-        $files = @(Get-ChildItem $PSHOME -Filter *.dll | Sort-Object Name)
-        $stream = [IO.File]::Create($raw)
-        try {
-            for ($i = 0; $stream.Length -lt 96MB; $i++) {
-                $bytes = [IO.File]::ReadAllBytes($files[$i % $files.Count].FullName)
-                $stream.Write($bytes, 0, [Math]::Min($bytes.Length, 96MB - $stream.Length))
-            }
-        } finally { $stream.Dispose() }
-        $run = Invoke-WithProgress $raw (Join-Path $dir 'files.qcow2') '-Format Raw -Compress -CompressionLevel 9 -ThrottleLimit 1'
-        $run.Duration.TotalSeconds | Should -BeGreaterThan 0.75 -Because 'the premise of this test'
+    It 'long work reports growing percentages, at most four a second, and completes' {
+        # Each reading of the clock is 1/8 s: the first record may come at the 4th reading, the next
+        # at least two readings later.
+        $run = Invoke-QcowWithSteppedClock -Script $convert -ArgumentList $source, (Join-Path $dir 'stepped.qcow2'), '-ThrottleLimit 1' -ActivityId 3 -StepSeconds 0.125
+        $run.Errors | Should -BeNullOrEmpty
         $records = $run.Records
-        $records.Count | Should -BeGreaterThan 1
-        $records.Count | Should -BeLessOrEqual ([Math]::Ceiling($run.Duration.TotalSeconds * 4) + 1)
+        $seconds = $run.Readings * 0.125
+        $seconds | Should -BeGreaterThan 2 -Because 'the premise of this test: enough clock readings for several records'
+        $records.Count | Should -BeGreaterThan 2
+        $records.Count | Should -BeLessOrEqual ([Math]::Floor(($seconds - 0.5) * 4) + 2)
         $records[-1].RecordType | Should -Be 'Completed'
+        # Each record is its own object (one object re-sent would show every record as the last state).
+        @($records | Where-Object RecordType -eq 'Completed').Count | Should -Be 1
         $percents = @($records | Where-Object RecordType -eq 'Processing' | ForEach-Object PercentComplete)
+        $percents.Count | Should -Be ($records.Count - 1)
         $percents | ForEach-Object { $_ | Should -BeIn (0..100) }
         for ($i = 1; $i -lt $percents.Count; $i++) { $percents[$i] | Should -BeGreaterThan $percents[$i - 1] }
     }

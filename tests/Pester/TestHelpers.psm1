@@ -447,3 +447,58 @@ Export-ModuleMember -Function @(
     'New-QcowTestFolder', 'Remove-QcowTestFolder',
     'Get-FileBytes', 'Get-BytesHash', 'New-FilledBytes', 'New-RandomBytes', 'Set-FileBigEndian', 'Get-TextLineStats'
 )
+# --- Progress on a stepped clock ----------------------------------------------------------------------
+
+function Invoke-QcowWithSteppedClock {
+    <#
+        Runs a script in its own runspace (progress shown) with the module's progress clock replaced by
+        one that advances StepSeconds per reading, so the pacing of progress records is tested
+        independently of how fast the machine is. Returns the progress records of ActivityId, the
+        script's output, its errors, and how many times the clock was read (its virtual duration is
+        Readings * StepSeconds). The real clock is put back afterwards, pass or fail.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)][string]$Script,
+        [object[]]$ArgumentList = @(),
+        [Parameter(Mandatory)][int]$ActivityId,
+        [Parameter(Mandatory)][double]$StepSeconds
+    )
+    if (-not ('QcowPSTests.SteppedClock' -as [type])) {
+        Add-Type -TypeDefinition @'
+namespace QcowPSTests {
+    public static class SteppedClock {
+        private static long s_now;
+        public static long Step;
+        public static long Readings;
+        public static void Reset(long step) { s_now = 0; Readings = 0; Step = step; }
+        public static long Read() { System.Threading.Interlocked.Increment(ref Readings); return System.Threading.Interlocked.Add(ref s_now, Step); }
+    }
+}
+'@
+    }
+    $module = Import-QcowPSModule
+    $reporter = $module.ImplementingAssembly.GetType('QcowPS.Infrastructure.ProgressReporter', $true)
+    $clock = $reporter.GetProperty('Clock', [Reflection.BindingFlags]'NonPublic,Static')
+    $real = $clock.GetValue($null)
+    [QcowPSTests.SteppedClock]::Reset([long]($StepSeconds * [Diagnostics.Stopwatch]::Frequency))
+    $clock.SetValue($null, [Delegate]::CreateDelegate([Func[long]], [QcowPSTests.SteppedClock].GetMethod('Read')))
+    $ps = [powershell]::Create()
+    try {
+        $modulePath = (Get-QcowPSModulePath).Replace("'", "''")
+        [void]$ps.AddScript("Import-Module -Name '$modulePath'; `$ProgressPreference = 'Continue'; & { $Script } @args")
+        foreach ($argument in $ArgumentList) { [void]$ps.AddArgument($argument) }
+        $output = @($ps.Invoke())
+        [pscustomobject]@{
+            Records  = @($ps.Streams.Progress | Where-Object ActivityId -eq $ActivityId)
+            Output   = $output
+            Errors   = @($ps.Streams.Error)
+            Readings = [QcowPSTests.SteppedClock]::Readings
+        }
+    } finally {
+        $ps.Dispose()
+        $clock.SetValue($null, $real)
+    }
+}
+
+Export-ModuleMember -Function 'Invoke-QcowWithSteppedClock'
