@@ -1,5 +1,5 @@
-# Placeholder until the module tests exist: proves that build/test.ps1 restored Pester from NuGet
-# and runs this file under the pinned version in its child pwsh.
+# Proves that build/test.ps1 restored Pester from NuGet and runs the suites under the pinned
+# version in its child pwsh.
 Describe 'Pester bootstrap' {
     It 'runs under Pester 5.7.1' {
         $pester = @(Get-Module -Name Pester)

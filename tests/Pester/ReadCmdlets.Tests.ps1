@@ -231,8 +231,7 @@ Describe 'Paths: -LiteralPath, [ ] in names, provider-relative paths' -Skip:$Ski
     }
 
     It 'a QcowImageInfo of a [ ] file piped to Get-QcowSnapshot finds the same file' {
-        # Known issue (see the test report): the object's Path property binds to -Path, which treats [1] as a
-        # wildcard, so this pipes 'vm1.qcow2' (no such snapshot) or fails. Un-skip once objects bind literally.
+        # The object's path binds to -LiteralPath (PSPath): bound to -Path, [1] would be a wildcard.
         $snap = @(Get-QcowInfo -LiteralPath $bracket | Get-QcowSnapshot)
         $snap.Name | Should -Be 'bracket-snap'
     }
@@ -615,10 +614,11 @@ Describe 'Get-QcowSnapshot' -Skip:$SkipImages {
     }
 
     It '-Name matches names case-insensitively without also reporting SnapshotNotFound' {
-        # Known issue (see the test report): 'BEFORE-UPGRADE' is emitted (the filter ignores case) and also
-        # reported as SnapshotNotFound (the existence check is case-sensitive). Un-skip once they agree.
+        # The filter and the existence check agree: one snapshot out, no SnapshotNotFound.
         $out = @(Get-QcowSnapshot $img -Name 'BEFORE-UPGRADE' -ErrorVariable err -ErrorAction SilentlyContinue)
-        ($out.Count -eq 1 -and $err.Count -eq 0) -or ($out.Count -eq 0 -and $err.Count -eq 1) | Should -BeTrue
+        $err | Should -HaveCount 0
+        $out | Should -HaveCount 1
+        $out[0].Name | Should -BeExactly 'before-upgrade' 
     }
 }
 
@@ -776,13 +776,14 @@ Describe 'Read-QcowBlock' -Skip:$SkipImages {
     }
 
     It 'refuses to -OutFile over the image it reads, leaving the image intact' {
-        # Known issue (see the test report): -OutFile opens its target with FileMode.Create before reading, so
-        # naming the source image truncates it to 0 bytes (data loss), then reports QcowPS.ImageCorrupt.
+        # Opening the target with FileMode.Create before reading would truncate the image it reads.
         $victim = New-QemuImage -Path (Join-Path $dir 'victim.qcow2') -Size 1M -Write 'write -P 0x42 0 64k'
         $hash = (Get-FileHash -LiteralPath $victim).Hash
         Read-QcowBlock $victim -OutFile $victim -ErrorVariable err -ErrorAction SilentlyContinue
         (Get-FileHash -LiteralPath $victim).Hash | Should -Be $hash
         $err | Should -HaveCount 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.InvalidArgument*'
+        $err[0].Exception.Message | Should -BeLike '*the image being read*'
     }
 
     It 'reads a raw file with -Format Raw' {

@@ -417,7 +417,17 @@ namespace QcowPS.Engine.Tests
             Qemu.Require();
             using var dir = new TempDir();
             string path = dir.File("enc.qcow2");
-            Qemu.Img("create", "-f", "qcow2", "--object", "secret,id=sec0,data=123456", "-o", "encrypt.format=luks,encrypt.key-secret=sec0", path, "4M");
+            // A fixed, short key-derivation time: with the default, qemu-img benchmarks the CPU first and
+            // on a loaded machine can stop with "Unable to get accurate CPU usage"; only that is retried.
+            string[] create = { "create", "-f", "qcow2", "--object", "secret,id=sec0,data=123456",
+                "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", path, "4M" };
+            for (int attempt = 1; ; attempt++)
+            {
+                var (code, stdout, stderr) = Qemu.TryRun("qemu-img", create);
+                if (code == 0) break;
+                if (attempt == 3 || !(stdout + stderr).Contains("Unable to get accurate CPU usage"))
+                    throw new InvalidOperationException($"qemu-img {string.Join(" ", create)} failed ({code}): {stderr}{stdout}");
+            }
             using (var disk = DiskImage.Open(path))
             {
                 var info = Operations.ImageInspector.Describe(disk);

@@ -107,7 +107,20 @@ namespace QcowPS.Engine.Tests
             }
             Qemu.AssertClean(path);
             Assert.Equal(10L << 30, Qemu.Json("info", "--output=json", path).GetProperty("virtual-size").GetInt64());
-            Qemu.IoCommands(path, "qcow2", $"read -v {100_000} 16");
+            // qemu-img reads back exactly what was written before and after the growth.
+            string raw = dir.File("r.raw");
+            Qemu.Img("convert", "-O", "raw", path, raw);
+            using (var stream = new FileStream(raw, FileMode.Open, FileAccess.Read))
+            {
+                var read = new byte[data.Length];
+                stream.Position = 100_000;
+                stream.ReadExactly(read, 0, read.Length);
+                Assert.True(read.AsSpan().SequenceEqual(data), "the data written before the growth reads back differently in qemu-img");
+                stream.Position = (10L << 30) - 4096;
+                stream.ReadExactly(read, 0, 4096);
+                Assert.True(read.AsSpan(0, 4096).SequenceEqual(data.AsSpan(0, 4096)), "the data written at the new end reads back differently in qemu-img");
+            }
+            File.Delete(raw);
 
             using (var image = (Qcow2Image)DiskImage.Open(path, new OpenOptions { Writable = true }))
             {
