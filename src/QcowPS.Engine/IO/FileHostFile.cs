@@ -42,11 +42,11 @@ namespace QcowPS.Engine.IO
             }
             catch (UnauthorizedAccessException e)
             {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Access to '{path}' is denied: {e.Message}", e);
+                throw QcowException.Io(QcowOperation.Open, path, $"Access to '{path}' is denied: {e.Message}", e);
             }
             catch (IOException e)
             {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Cannot open '{path}': {e.Message}", e);
+                throw QcowException.Io(QcowOperation.Open, path, $"Cannot open '{path}': {e.Message}", e);
             }
             var file = new FileHostFile(path, stream, writable);
             if (lockMode != LockMode.None)
@@ -76,11 +76,11 @@ namespace QcowPS.Engine.IO
             }
             catch (UnauthorizedAccessException e)
             {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Access to '{path}' is denied: {e.Message}", e);
+                throw QcowException.Io(QcowOperation.Create, path, $"Access to '{path}' is denied: {e.Message}", e);
             }
             catch (IOException e)
             {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Cannot create '{path}': {e.Message}", e);
+                throw QcowException.Io(QcowOperation.Create, path, $"Cannot create '{path}': {e.Message}", e);
             }
             var file = new FileHostFile(path, stream, true);
             try { file._lock = ImageLock.Acquire(stream, path, true); }
@@ -123,7 +123,7 @@ namespace QcowPS.Engine.IO
                     {
                         int errno = Marshal.GetLastWin32Error();
                         if (errno == EINTR) continue;
-                        throw new QcowException(QcowErrorKind.IoError, Path, $"{(write ? "Write" : "Read")} of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
+                        throw QcowException.Io(write ? QcowOperation.Write : QcowOperation.Read, Path, $"{(write ? "Write" : "Read")} of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
                     }
                     if (n == 0) break;  // end of file for a read; a write of at least one byte never returns 0
                     total += (int)n;
@@ -135,7 +135,7 @@ namespace QcowPS.Engine.IO
         private void WritePositional(long offset, byte[] buffer, int index, int count)
         {
             if (TransferPositional(true, offset, buffer, index, count) < count)
-                throw new QcowException(QcowErrorKind.IoError, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' stopped short");
+                throw QcowException.Io(QcowOperation.Write, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' stopped short");
             long end = offset + count;
             long current;
             while (end > (current = Interlocked.Read(ref _length)) && Interlocked.CompareExchange(ref _length, end, current) != current) { }
@@ -163,7 +163,7 @@ namespace QcowPS.Engine.IO
                 }
                 catch (IOException e)
                 {
-                    throw new QcowException(QcowErrorKind.IoError, Path, $"Read of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
+                    throw QcowException.Io(QcowOperation.Read, Path, $"Read of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
                 }
             }
         }
@@ -187,7 +187,7 @@ namespace QcowPS.Engine.IO
                 }
                 catch (IOException e)
                 {
-                    throw new QcowException(QcowErrorKind.IoError, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
+                    throw QcowException.Io(QcowOperation.Write, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
                 }
             }
         }
@@ -204,7 +204,7 @@ namespace QcowPS.Engine.IO
                 }
                 catch (IOException e)
                 {
-                    throw new QcowException(QcowErrorKind.IoError, Path, $"Cannot set the size of '{Path}' to {length}: {e.Message}", e);
+                    throw QcowException.Io(QcowOperation.Write, Path, $"Cannot set the size of '{Path}' to {length}: {e.Message}", e);
                 }
             }
         }
@@ -217,7 +217,7 @@ namespace QcowPS.Engine.IO
                 try { _stream.Flush(true); }
                 catch (IOException e)
                 {
-                    throw new QcowException(QcowErrorKind.IoError, Path, $"Flush of '{Path}' failed: {e.Message}", e);
+                    throw QcowException.Io(QcowOperation.Write, Path, $"Flush of '{Path}' failed: {e.Message}", e);
                 }
             }
         }
