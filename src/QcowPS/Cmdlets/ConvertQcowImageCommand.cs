@@ -124,6 +124,8 @@ namespace QcowPS.Cmdlets
                 try
                 {
                     if (Snapshot != null) input = view = OpenSnapshotView(source, Snapshot);
+                    // Before ShouldProcess, so that -WhatIf reports what a real run would refuse.
+                    Engine.IO.NewFile.CheckCanCreate(destination, Force);
                     string what = $"Convert '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} to {ImageFormats.QemuName(format)}{(Compress ? $" compressed with {CompressionType}" : "")}";
                     if (!ShouldProcess(destination, what)) return;
 

@@ -83,7 +83,7 @@ namespace QcowPS.Cmdlets
         {
             if (!_dataFromPipeline)
             {
-                base.ProcessRecord();
+                ForEachFile(OneImage(), ProcessImage);
                 return;
             }
             // Piped byte arrays arrive one byte (or one array) at a time: collect them, write once at the end.
@@ -98,7 +98,7 @@ namespace QcowPS.Cmdlets
         {
             if (!_dataFromPipeline) return;
             Data = Join();
-            ForEachFile(ResolveInputPaths(), ProcessImage);
+            ForEachFile(OneImage(), ProcessImage);
         }
 
         protected override void ProcessImage(string path)
@@ -137,6 +137,16 @@ namespace QcowPS.Cmdlets
                 if (PassThru) written.AddRange(ImageInspector.Blocks(disk, Offset, length, ImageInspector.PieceSize(disk)));
             }
             foreach (var block in written) WriteObject(block);
+        }
+
+        /// <summary>The image of this record: a wildcard that matches several images is refused, never written to all of them.</summary>
+        private List<string> OneImage()
+        {
+            var files = ResolveInputPaths();
+            if (files.Count > 1)
+                ThrowTerminatingError(ErrorRecords.Argument("OneImageOnly", files[0],
+                    $"'{string.Join("', '", IsLiteral ? LiteralPath : Path)}' matches {files.Count} images; Write-QcowBlock writes to one at a time."));
+            return files;
         }
 
         private byte[] Join()
