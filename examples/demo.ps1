@@ -59,7 +59,7 @@ try {
     Get-QcowSnapshot base.qcow2 | Format-Table
     Get-QcowSnapshot base.qcow2 -Name before-* | Restore-QcowSnapshot -Confirm:$false
     "After restore: '$([Text.Encoding]::ASCII.GetString((Read-QcowBlock base.qcow2 -Offset 1MB -Length 9 -Raw)))'"
-    Get-QcowSnapshot base.qcow2 -Name after-upgrade | Remove-QcowSnapshot
+    Get-QcowSnapshot base.qcow2 -Name after-upgrade | Remove-QcowSnapshot -Confirm:$false   # deleting cannot be undone: it asks by default
     Get-QcowSnapshot base.qcow2 | Format-Table Id, Name
 
     Step 'Resize-QcowImage: grow, and shrink only when asked'

@@ -439,6 +439,42 @@ function Get-TextLineStats {
     }
 }
 
+function Invoke-ChildPwsh {
+    <#
+        Runs a script in a new pwsh process (the one running the tests: `dotnet pwsh` from the repository's
+        tool manifest, or pwsh itself) with the given environment variables, and returns its output lines.
+        Throws with the output when it exits non-zero. For tests that need a session this one cannot give:
+        a module path with nothing else on it, a scratch PSResourceGet configuration.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [Parameter(Mandatory)][string]$Script,
+        [hashtable]$Environment = @{}
+    )
+    $exe = (Get-Process -Id $PID).Path
+    $start = [System.Diagnostics.ProcessStartInfo]::new($exe)
+    if ([IO.Path]::GetFileNameWithoutExtension($exe) -eq 'dotnet') { $start.ArgumentList.Add('pwsh') }
+    foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Script) { $start.ArgumentList.Add($a) }
+    # `dotnet pwsh` finds the repository's tool manifest from here.
+    $start.WorkingDirectory = (Resolve-Path (Join-Path $PSScriptRoot '../..')).ProviderPath
+    foreach ($key in $Environment.Keys) { $start.Environment[$key] = [string]$Environment[$key] }
+    $start.RedirectStandardOutput = $true
+    $start.RedirectStandardError = $true
+    $start.UseShellExecute = $false
+    $process = [System.Diagnostics.Process]::Start($start)
+    try {
+        $stderr = $process.StandardError.ReadToEndAsync()
+        $stdout = $process.StandardOutput.ReadToEnd()
+        $process.WaitForExit()
+        $errText = $stderr.GetAwaiter().GetResult()
+        if ($process.ExitCode -ne 0) { throw "child pwsh exited $($process.ExitCode): $stdout $errText" }
+    } finally {
+        $process.Dispose()
+    }
+    return @($stdout -split '\r?\n' | Where-Object { $_ -ne '' })
+}
+
 Export-ModuleMember -Function @(
     'Get-QcowPSModulePath', 'Import-QcowPSModule',
     'Get-QemuToolProblem', 'Test-SkipWithoutQemu', 'Assert-QemuTools', 'Assert-QemuToolsInIt',
@@ -446,4 +482,5 @@ Export-ModuleMember -Function @(
     'Get-QemuCheck', 'Get-QemuIoPatternMismatch', 'Start-QemuIoHolder', 'Stop-QemuIoHolder',
     'New-QcowTestFolder', 'Remove-QcowTestFolder',
     'Get-FileBytes', 'Get-BytesHash', 'New-FilledBytes', 'New-RandomBytes', 'Set-FileBigEndian', 'Get-TextLineStats'
+    'Invoke-ChildPwsh'
 )
