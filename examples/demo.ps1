@@ -53,6 +53,7 @@ try {
     Get-QcowTable base.qcow2 -Table RefcountBlock -NonZero | Select-Object -First 6 | Format-Table
 
     Step 'Snapshots: take, change, list, revert, delete'
+    Write-QcowBlock base.qcow2 -Offset 1MB -Data ([Text.Encoding]::ASCII.GetBytes('original!'))
     New-QcowSnapshot base.qcow2 -Name before-upgrade | Format-Table
     Write-QcowBlock base.qcow2 -Offset 1MB -Data ([Text.Encoding]::ASCII.GetBytes('upgraded!'))
     New-QcowSnapshot base.qcow2 -Name after-upgrade | Out-Null

@@ -152,6 +152,23 @@ Describe 'Surface: paths and formats' -Skip:$SkipImages {
         Test-QcowImage -LiteralPath $leaky | Should -Be $detailed.IsClean
     }
 
+    It 'Get-Help -Online has no other site to open than this module''s own page' {
+        foreach ($name in (Get-Command -Module QcowPS -CommandType Cmdlet).Name) {
+            $uris = @((Get-Help $name).relatedLinks.navigationLink | ForEach-Object { "$($_.uri)" } | Where-Object { $_ -match '^https?://' })
+            $uris | Should -BeNullOrEmpty -Because "$name's help must not send -Online to another site (the qcow2 spec, qemu-img's manual)"
+        }
+        (Get-Help Get-QcowInfo).relatedLinks.navigationLink.linkText -join ' ' | Should -Match 'qemu\.org' -Because 'the address stays readable'
+    }
+
+    It 'a write refused on an image a VM holds says it cannot be opened for writing' {
+        $holder = Start-QemuIoHolder $a
+        try {
+            Write-QcowBlock -LiteralPath $a -Offset 0 -Data ([byte[]](1)) -ErrorVariable errs -ErrorAction SilentlyContinue
+        } finally { Stop-QemuIoHolder $holder }
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.ImageInUse*'
+        $errs[0].Exception.Message | Should -Match 'for writing'
+    }
+
     It '-Verbose says what was opened' {
         $verbose = Get-QcowInfo -LiteralPath $a -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
         "$verbose" | Should -Match ([regex]::Escape($a))

@@ -24,6 +24,24 @@ namespace QcowPS.Engine.IO
             _length = stream.Length;
         }
 
+        /// <summary>
+        /// The sharing a FileStream allows others. On Linux everything: QEMU's byte-range locks (ImageLock)
+        /// decide, as QEMU's own opens do. Elsewhere (Windows) there are no OFD locks, so the operating
+        /// system's sharing keeps a second writer out: with locks we let others read only (a reader
+        /// also refuses writers, as QEMU's reader does); -ForceShare (LockMode.None) shares everything.
+        /// </summary>
+        private static FileShare ShareFor(LockMode lockMode) =>
+            RuntimeInformation.IsOSPlatform(OSPlatform.Linux) || lockMode == LockMode.None
+                ? FileShare.ReadWrite | FileShare.Delete
+                : FileShare.Read | FileShare.Delete;
+
+        /// <summary>Windows' ERROR_SHARING_VIOLATION and ERROR_LOCK_VIOLATION: another open refuses ours.</summary>
+        private static bool IsSharingViolation(IOException e)
+        {
+            int code = e.HResult & 0xFFFF;
+            return !RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && (code == 32 || code == 33);
+        }
+
         /// <summary>Opens an existing file, taking QEMU-compatible locks unless lockMode is None.</summary>
         public static FileHostFile Open(string path, bool writable, LockMode lockMode = LockMode.Default)
         {
@@ -38,11 +56,16 @@ namespace QcowPS.Engine.IO
             {
                 // No FileStream buffering: the engine does its own large, positioned I/O.
                 stream = new FileStream(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
-                    FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+                    ShareFor(lockMode), 1, FileOptions.None);
             }
             catch (UnauthorizedAccessException e)
             {
                 throw QcowException.Io(QcowOperation.Open, path, $"Access to '{path}' is denied: {e.Message}", e);
+            }
+            catch (IOException e) when (IsSharingViolation(e))
+            {
+                throw new QcowException(QcowErrorKind.InUse, path,
+                    $"'{path}' is in use (another process has it open for writing, or holds it while we write), so it cannot be opened {(writable ? "for writing" : "for reading")}", e);
             }
             catch (IOException e)
             {
@@ -64,7 +87,7 @@ namespace QcowPS.Engine.IO
             try
             {
                 stream = new FileStream(path, overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.ReadWrite,
-                    FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+                    ShareFor(LockMode.Default), 1, FileOptions.None);
             }
             catch (IOException e) when (!overwrite && File.Exists(path))
             {
