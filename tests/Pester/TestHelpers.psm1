@@ -203,6 +203,24 @@ function Export-QemuRaw {
     return $Destination
 }
 
+function Invoke-CapturedProcess {
+    <# Starts a process and waits for it, reading stdout and stderr both (neither can fill and block it): ExitCode, StdOut, StdErr. #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, Position = 0)][System.Diagnostics.ProcessStartInfo]$StartInfo)
+    $StartInfo.RedirectStandardOutput = $true
+    $StartInfo.RedirectStandardError = $true
+    $StartInfo.UseShellExecute = $false
+    $process = [System.Diagnostics.Process]::Start($StartInfo)
+    try {
+        $stderr = $process.StandardError.ReadToEndAsync()
+        $stdout = $process.StandardOutput.ReadToEnd()
+        $process.WaitForExit()
+        [pscustomobject]@{ ExitCode = $process.ExitCode; StdOut = $stdout; StdErr = $stderr.GetAwaiter().GetResult() }
+    } finally {
+        $process.Dispose()
+    }
+}
+
 function Get-QemuCheck {
     <#
         qemu-img check --output=json (with -Repair, check -r leaks / -r all), whatever its exit code:
@@ -220,19 +238,8 @@ function Get-QemuCheck {
     $arguments = @('check', '--output=json')
     if ($Repair) { $arguments += @('-r', $Repair) }
     foreach ($a in $arguments + $Path) { $start.ArgumentList.Add($a) }
-    $start.RedirectStandardOutput = $true
-    $start.RedirectStandardError = $true
-    $start.UseShellExecute = $false
-    $process = [System.Diagnostics.Process]::Start($start)
-    try {
-        $stderr = $process.StandardError.ReadToEndAsync()
-        $stdout = $process.StandardOutput.ReadToEnd()
-        $process.WaitForExit()
-        $errText = $stderr.GetAwaiter().GetResult()
-        $exit = $process.ExitCode
-    } finally {
-        $process.Dispose()
-    }
+    $run = Invoke-CapturedProcess $start
+    $stdout = $run.StdOut; $errText = $run.StdErr; $exit = $run.ExitCode
     # Exit 1 without a report: qemu-img gave up, e.g. 'check -r leaks' on an image whose refcount structures
     # need rebuilding. That is an answer too (ExitCode 1, no Result); anything else is a failure of the tool.
     $gaveUp = $exit -eq 1 -and -not $stdout.Trim()
@@ -459,20 +466,9 @@ function Invoke-ChildPwsh {
     # `dotnet pwsh` finds the repository's tool manifest from here.
     $start.WorkingDirectory = (Resolve-Path (Join-Path $PSScriptRoot '../..')).ProviderPath
     foreach ($key in $Environment.Keys) { $start.Environment[$key] = [string]$Environment[$key] }
-    $start.RedirectStandardOutput = $true
-    $start.RedirectStandardError = $true
-    $start.UseShellExecute = $false
-    $process = [System.Diagnostics.Process]::Start($start)
-    try {
-        $stderr = $process.StandardError.ReadToEndAsync()
-        $stdout = $process.StandardOutput.ReadToEnd()
-        $process.WaitForExit()
-        $errText = $stderr.GetAwaiter().GetResult()
-        if ($process.ExitCode -ne 0) { throw "child pwsh exited $($process.ExitCode): $stdout $errText" }
-    } finally {
-        $process.Dispose()
-    }
-    return @($stdout -split '\r?\n' | Where-Object { $_ -ne '' })
+    $run = Invoke-CapturedProcess $start
+    if ($run.ExitCode -ne 0) { throw "child pwsh exited $($run.ExitCode): $($run.StdOut) $($run.StdErr)" }
+    return @($run.StdOut -split '\r?\n' | Where-Object { $_ -ne '' })
 }
 
 Export-ModuleMember -Function @(
