@@ -169,6 +169,15 @@ Describe 'Surface: paths and formats' -Skip:$SkipImages {
         $errs[0].Exception.Message | Should -Match 'for writing'
     }
 
+    It 'warns when a write leaves persistent dirty bitmaps stale' {
+        Invoke-QemuImg 'bitmap', '--add', $a, 'backup-0' | Out-Null
+        Write-QcowBlock -LiteralPath $a -Offset 0 -Data ([byte[]](9)) -WarningVariable warned -WarningAction SilentlyContinue -ErrorAction Stop
+        "$warned" | Should -Match 'bitmap'
+        $clean = New-QemuImage -Path (Join-Path $dir 'no-bitmaps.qcow2') -Size 1M
+        Write-QcowBlock -LiteralPath $clean -Offset 0 -Data ([byte[]](9)) -WarningVariable quiet -WarningAction SilentlyContinue -ErrorAction Stop
+        $quiet | Should -BeNullOrEmpty
+    }
+
     It '-Verbose says what was opened' {
         $verbose = Get-QcowInfo -LiteralPath $a -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
         "$verbose" | Should -Match ([regex]::Escape($a))
