@@ -158,6 +158,7 @@ namespace QcowPS.Cmdlets
                         return;
                     }
                     progress.Complete();
+                    WriteVerbose($"Wrote '{result.Destination}' ({ImageFormats.QemuName(result.DestinationFormat)}, {result.FileSize} bytes) from '{path}'");
                     WriteObject(result);
                 }
                 finally

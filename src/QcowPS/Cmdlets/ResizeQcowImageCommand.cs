@@ -32,6 +32,7 @@ namespace QcowPS.Cmdlets
             using (var image = OpenQcow2(path, writable: true))
             {
                 image.Resize(size, AllowShrink);
+                WriteVerbose($"Resized '{path}' from {current} to {size} bytes");
                 info = ImageInspector.Describe(image);
             }
             WriteObject(info);
