@@ -1018,7 +1018,7 @@ Describe 'Default format views' -Skip:$SkipImages {
         @{ Type = 'QcowImageInfo'; Run = { param($p) Get-QcowInfo $p -BackingChain }
             Headers = 'Format', 'VirtualSize', 'FileSize', 'Snaps', 'Flags', 'BackingFile', 'Name'; Expect = '4 MiB' }
         @{ Type = 'QcowSnapshot'; Run = { param($p) Get-QcowSnapshot $p }
-            Headers = 'Id', 'Name', 'DiskSize', 'VmStateSize', 'Date (UTC)', 'VmClock', 'Image'; Expect = '4 MiB' }
+            Headers = 'Id', 'Date (UTC)', 'DiskSize', 'VmStateSize', 'Image', 'Name'; Expect = '4 MiB' }
         @{ Type = 'QcowBlock'; Run = { param($p) Read-QcowBlock $p 0 192K }
             Headers = 'Offset', 'Length', 'ClusterType', 'Layer', 'HostOffset', 'Data'; Expect = '0x10000' }
         @{ Type = 'QcowCluster'; Run = { param($p) Get-QcowCluster $p }

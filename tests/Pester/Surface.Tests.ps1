@@ -264,6 +264,13 @@ Describe 'Surface: output' -Skip:$SkipImages {
         $text | Should -Match ([regex]::Escape('a-rather-long-image-name-for-the-view.qcow2'))
     }
 
+    It 'the snapshot view keeps Image and Name at 80 columns, and shows a long name whole at 120' {
+        Invoke-QemuImg 'snapshot', '-c', 'a-snapshot-name-that-is-longer-than-a-column', $img | Out-Null
+        $at80 = Get-QcowSnapshot -LiteralPath $img | Format-Table | Out-String -Width 80
+        ($at80 -split "`n" | Where-Object { $_ -match '\bId\b' } | Select-Object -First 1) | Should -Match 'Image.*Name'
+        Get-QcowSnapshot -LiteralPath $img | Format-Table | Out-String -Width 120 | Should -Match 'a-snapshot-name-that-is-longer-than-a-column'
+    }
+
     It 'exports list properties as readable text' {
         $csv = Join-Path $dir 'info.csv'
         Get-QcowInfo -LiteralPath $img | Export-Csv -LiteralPath $csv
