@@ -178,6 +178,17 @@ Describe 'Surface: paths and formats' -Skip:$SkipImages {
         $quiet | Should -BeNullOrEmpty
     }
 
+    It 'a QED image is refused the same way by every cmdlet that cannot use it: QcowPS.WrongImageFormat' {
+        $qed = New-QemuImage -Path (Join-Path $dir 'old.qed') -Size 4M -Format qed
+        $ids = foreach ($run in { Get-QcowSnapshot -LiteralPath $qed }, { Write-QcowBlock -LiteralPath $qed -Offset 0 -Data ([byte[]](1)) },
+            { Resize-QcowImage -LiteralPath $qed -Size 8MB }, { Test-QcowImage -LiteralPath $qed }, { Get-QcowTable -LiteralPath $qed },
+            { New-QcowSnapshot -LiteralPath $qed -Name s }, { Read-QcowBlock -LiteralPath $qed -Snapshot s -Length 1 }) {
+            $errs = @(& $run 2>&1 | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+            "$($errs[0].FullyQualifiedErrorId)".Split(',')[0]
+        }
+        @($ids | Sort-Object -Unique) | Should -Be @('QcowPS.WrongImageFormat')
+    }
+
     It '-Verbose says what was opened' {
         $verbose = Get-QcowInfo -LiteralPath $a -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
         "$verbose" | Should -Match ([regex]::Escape($a))
