@@ -192,6 +192,10 @@ Describe 'Surface: paths and formats' -Skip:$SkipImages {
     It '-Verbose says what was opened' {
         $verbose = Get-QcowInfo -LiteralPath $a -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
         "$verbose" | Should -Match ([regex]::Escape($a))
+        $base = New-QemuImage -Path (Join-Path $dir 'vbase.qcow2') -Size 4M -Write 'write -P 0x33 0 64k'
+        $top = New-QemuImage -Path (Join-Path $dir 'vtop.qcow2') -Size 4M -BackingFile 'vbase.qcow2' -BackingFormat qcow2
+        $said = Read-QcowBlock -LiteralPath $top -Offset 0 -Length 64KB -Verbose 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
+        "$said" | Should -Match ([regex]::Escape("65536 bytes from '$base'")) -Because 'it says which layer answered'
     }
 }
 

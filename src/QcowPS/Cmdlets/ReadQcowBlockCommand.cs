@@ -81,11 +81,16 @@ namespace QcowPS.Cmdlets
                     else if (OutFile != null) CopyToFile(disk, length);
                     else
                     {
+                        // -Verbose: which layer of the chain answered, and for how many bytes.
+                        var answered = new System.Collections.Generic.Dictionary<string, long>();
                         foreach (var block in ImageInspector.Blocks(disk, Offset, length, ImageInspector.PieceSize(disk)))
                         {
                             block.Path = path;
+                            string layer = block.LayerPath ?? "(no layer: reads as zeros)";
+                            answered[layer] = (answered.TryGetValue(layer, out long n) ? n : 0) + block.Length;
                             WriteObject(block);
                         }
+                        foreach (var pair in answered) WriteVerbose($"{pair.Value} bytes from '{pair.Key}'");
                     }
                 }
                 finally
