@@ -45,7 +45,7 @@ namespace QcowPS.Engine.Operations
                             progress?.Invoke(done, length);
                         }
                         output.SetLength(length);
-                        output.Flush(true);
+                        output.Flush();  // no fsync, as Convert-QcowImage without -Sync and qemu-img convert
                     }
                 }
                 catch (IOException e)
