@@ -33,6 +33,7 @@
         PSData = @{
             Tags       = @('qcow2', 'qemu', 'disk-image', 'virtualization', 'qed')
             ProjectUri = 'https://example.invalid/qcowps'
+            LicenseUri = 'https://opensource.org/licenses/MIT'
         }
     }
 }

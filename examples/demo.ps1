@@ -53,13 +53,14 @@ try {
     Get-QcowTable base.qcow2 -Table RefcountBlock -NonZero | Select-Object -First 6 | Format-Table
 
     Step 'Snapshots: take, change, list, revert, delete'
+    Write-QcowBlock base.qcow2 -Offset 1MB -Data ([Text.Encoding]::ASCII.GetBytes('original!'))
     New-QcowSnapshot base.qcow2 -Name before-upgrade | Format-Table
     Write-QcowBlock base.qcow2 -Offset 1MB -Data ([Text.Encoding]::ASCII.GetBytes('upgraded!'))
     New-QcowSnapshot base.qcow2 -Name after-upgrade | Out-Null
     Get-QcowSnapshot base.qcow2 | Format-Table
     Get-QcowSnapshot base.qcow2 -Name before-* | Restore-QcowSnapshot -Confirm:$false
     "After restore: '$([Text.Encoding]::ASCII.GetString((Read-QcowBlock base.qcow2 -Offset 1MB -Length 9 -Raw)))'"
-    Get-QcowSnapshot base.qcow2 -Name after-upgrade | Remove-QcowSnapshot
+    Get-QcowSnapshot base.qcow2 -Name after-upgrade | Remove-QcowSnapshot -Confirm:$false   # deleting cannot be undone: it asks by default
     Get-QcowSnapshot base.qcow2 | Format-Table Id, Name
 
     Step 'Resize-QcowImage: grow, and shrink only when asked'

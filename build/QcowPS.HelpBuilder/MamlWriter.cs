@@ -72,9 +72,21 @@ namespace QcowPS.HelpBuilder
                 new XElement(Command + "returnValues", command.Outputs.Select(t => TypeElement("returnValue", t))),
                 new XElement(Maml + "alertSet", new XElement(Maml + "alert", Paras(command.Notes))),
                 new XElement(Command + "examples", command.Examples.Select(ExampleElement)),
-                new XElement(Command + "relatedLinks", links.Select(link => new XElement(Maml + "navigationLink",
-                    new XElement(Maml + "linkText", link.Text),
-                    new XElement(Maml + "uri", MarkdownText.IsWebUri(link.Uri) ? link.Uri : "")))));
+                new XElement(Command + "relatedLinks", links.Select(RelatedLink)));
+        }
+
+        /// <summary>
+        /// Get-Help -Online opens the first related link with a web address; only this module's own page
+        /// (the "online version" front matter) may be that. Other web links keep their address in the
+        /// text, so Get-Help shows it, but not as the link -Online would open (qemu-img's manual, say).
+        /// </summary>
+        private static XElement RelatedLink(LinkHelp link)
+        {
+            bool online = link.Text == "Online Version:";
+            bool web = MarkdownText.IsWebUri(link.Uri);
+            return new XElement(Maml + "navigationLink",
+                new XElement(Maml + "linkText", web && !online ? $"{link.Text}: {link.Uri}" : link.Text),
+                new XElement(Maml + "uri", web && online ? link.Uri : ""));
         }
 
         /// <summary>The yaml block that covers this set (or "(All)"), else the first one.</summary>

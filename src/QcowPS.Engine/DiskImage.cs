@@ -26,6 +26,19 @@ namespace QcowPS.Engine
             using (var file = FileHostFile.Open(path, false, LockMode.None)) return Probe(file);
         }
 
+        /// <summary>
+        /// Opens one image that must be of the given format (Auto: qcow2 or QED by its magic), for the
+        /// operations only that format has; anything else is a WrongFormat error naming what the file is.
+        /// </summary>
+        public static T OpenAs<T>(string path, OpenOptions options, string needed) where T : VirtualDisk
+        {
+            var disk = Open(path, options);
+            if (disk is T wanted) return wanted;
+            var format = disk.Format;
+            disk.Dispose();
+            throw new QcowException(QcowErrorKind.WrongFormat, System.IO.Path.GetFullPath(path), $"'{System.IO.Path.GetFullPath(path)}' is a {ImageFormats.QemuName(format)} image; this needs {needed}");
+        }
+
         /// <summary>Opens an image and (unless told not to) its whole backing chain.</summary>
         public static VirtualDisk Open(string path, OpenOptions options = null)
         {
@@ -47,12 +60,22 @@ namespace QcowPS.Engine
                 {
                     if (probed == ImageFormat.Auto)
                     {
-                        throw new QcowException(QcowErrorKind.InvalidArgument, path, depth == 0
-                            ? $"'{path}' is not a qcow2 or QED image (no known magic); use -Format Raw to read it as a raw image"
-                            : $"Backing file '{path}' has no recorded format and is not a qcow2 or QED image; QcowPS never reads an unnamed backing file as raw (record the format with 'qemu-img rebase -F raw')");
+                        // A file the user names is read as raw when the caller says so (qemu-img does the same,
+                        // and says so); a backing file named inside an image never is: that guess let a guest
+                        // that wrote a qcow2 header into its raw disk read any file of the host (CVE-2008-2004).
+                        if (depth == 0 && options.UnrecognisedAsRaw) probed = ImageFormat.Raw;
+                        else if (depth == 0)
+                            throw new QcowException(QcowErrorKind.WrongFormat, path,
+                                $"'{path}' is not a qcow2 or QED image (no known magic); to {(options.Writable ? "write" : "read")} it as a raw image, say so with -Format Raw");
+                        else
+                            throw new QcowException(QcowErrorKind.WrongFormat, path,
+                                $"Backing file '{path}' has no recorded format and is not a qcow2 or QED image; QcowPS never reads an unnamed backing file as raw (record the format with 'qemu-img rebase -F raw')");
                     }
                     format = probed;
                 }
+                if ((format == ImageFormat.Qcow2 || format == ImageFormat.Qed) && probed != format)
+                    throw new QcowException(QcowErrorKind.WrongFormat, path,
+                        $"'{path}' is not a {ImageFormats.QemuName(format)} image ({(probed == ImageFormat.Auto ? "it has no known magic" : $"it is a {ImageFormats.QemuName(probed)} image")})");
                 switch (format)
                 {
                     case ImageFormat.Qcow2: disk = Qcow2Image.Open(file, options); break;

@@ -8,6 +8,12 @@ namespace QcowPS.Engine
         /// <summary>Auto probes the magic; a file with no known magic opens only with Raw given.</summary>
         public ImageFormat Format { get; set; } = ImageFormat.Auto;
 
+        /// <summary>
+        /// Read a top image with no known magic as raw (a file the user named, as qemu-img does); never
+        /// applies to backing files, which open as raw only when the image records that format.
+        /// </summary>
+        public bool UnrecognisedAsRaw { get; set; }
+
         /// <summary>Open the top image for writing (backing files are always read-only).</summary>
         public bool Writable { get; set; }
 

@@ -25,6 +25,8 @@ namespace QcowPS.Engine
         Cancelled,
         /// <summary>The destination exists and replacing it was not allowed.</summary>
         AlreadyExists,
+        /// <summary>The file is not an image of the format the operation needs (a text file, raw data, QED where qcow2 is needed).</summary>
+        WrongFormat,
     }
 
     /// <summary>The one exception type the engine throws for anything about images and their use.</summary>
@@ -34,6 +36,9 @@ namespace QcowPS.Engine
 
         /// <summary>The file the problem is in, when known.</summary>
         public string FilePath { get; internal set; }
+
+        /// <summary>What was being done with FilePath (I/O errors: reading, writing, opening, creating).</summary>
+        public QcowOperation Operation { get; internal set; }
 
         public QcowException(QcowErrorKind kind, string message, Exception inner = null)
             : base(message, inner)
@@ -49,7 +54,7 @@ namespace QcowPS.Engine
         }
 
         /// <summary>A stable identifier scripts can match: QcowPS.ImageCorrupt, QcowPS.UnsupportedFeature, ...</summary>
-        public string ErrorId
+        public virtual string ErrorId
         {
             get
             {
@@ -65,6 +70,7 @@ namespace QcowPS.Engine
                     case QcowErrorKind.IoError: return "QcowPS.IOError";
                     case QcowErrorKind.Cancelled: return "QcowPS.Cancelled";
                     case QcowErrorKind.AlreadyExists: return "QcowPS.FileExists";
+                    case QcowErrorKind.WrongFormat: return "QcowPS.WrongImageFormat";
                     default: return "QcowPS.Error";
                 }
             }
@@ -72,6 +78,9 @@ namespace QcowPS.Engine
 
         internal static QcowException Corrupt(string path, string message) =>
             new QcowException(QcowErrorKind.Corrupt, path, $"{message} in '{path}'");
+
+        internal static QcowException Io(QcowOperation operation, string path, string message, Exception inner = null) =>
+            new QcowException(QcowErrorKind.IoError, path, message, inner) { Operation = operation };
 
         internal static QcowException Unsupported(string path, string message) =>
             new QcowException(QcowErrorKind.Unsupported, path, $"{message} in '{path}'");

@@ -340,13 +340,11 @@ Describe 'Convert-QcowImage: archiving and exporting VM disks' -Skip:$SkipImages
         Assert-QemuIdentical $odd $out -FormatA raw
     }
 
-    It 'a raw file is never guessed: without -Format Raw it is refused and nothing is written' {
-        $out = New-Name 'guessed'
-        $result = Convert-QcowImage -Path $vmRaw -Destination $out -ErrorAction SilentlyContinue -ErrorVariable err
-        $result | Should -BeNullOrEmpty
-        Get-ErrorIds $err | Should -Be @('QcowPS.InvalidArgument')
-        $err[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $out | Should -Not -Exist
+    It 'a raw file named on the command line is read as raw, as qemu-img reads it (issue 14)' {
+        $out = New-Name 'from-raw'
+        $result = Convert-QcowImage -Path $vmRaw -Destination $out -ErrorAction Stop
+        $result | Should -Not -BeNullOrEmpty
+        Assert-QemuIdentical $vmRaw $out -FormatA raw
     }
 
     It 'qcow2 to raw (-DestinationFormat Raw): the bytes of the original disk, in a sparse file' {
@@ -952,10 +950,10 @@ Describe 'Compare-QcowImage: verifying copies like qemu-img compare' -Skip:$Skip
         $out[0].DifferencePath | Should -Be $img.rawChanged
     }
 
-    It 'a raw image is never guessed: without -DifferenceFormat Raw it is an error, not a difference' {
-        $out = @(Compare-QcowImage $golden $img.raw -Quiet -ErrorAction SilentlyContinue -ErrorVariable err)
-        $out.Count | Should -Be 0
-        Get-ErrorIds $err | Should -Be @('QcowPS.InvalidArgument')
+    It 'a raw image named on the command line is read as raw: the same answer as with -DifferenceFormat Raw (issue 14)' {
+        $out = @(Compare-QcowImage $golden $img.raw -Quiet -ErrorAction Stop)
+        $out.Count | Should -Be 1
+        $out[0] | Should -Be (Compare-QcowImage $golden $img.raw -DifferenceFormat Raw -Quiet)
     }
 
     It 'a missing image is an error (QcowPS.FileNotFound), not a difference' {

@@ -155,13 +155,15 @@ Describe 'Paths: -LiteralPath, [ ] in names, provider-relative paths' -Skip:$Ski
         $info.VirtualSize | Should -Be 1MB
     }
 
-    It '-Path takes a name that exists as written literally, even with [ ] in it' {
-        # QcowPS resolves an existing file name before expanding wildcards, so objects piped by their
-        # Path property (vm[1].qcow2) reach the same file.
-        $info = @(Get-QcowInfo -Path (Join-Path $dir 'vm[1].qcow2'))
-        $info | Should -HaveCount 1
-        [IO.Path]::GetFileName($info[0].Path) | Should -Be 'vm[1].qcow2'
-        $info[0].VirtualSize | Should -Be 1MB
+    It '-Path typed on the command line is a wildcard, as with Get-Item; a Path piped from our objects is the file it names' {
+        # Issue 14: -Path 'vm[1].qcow2' matches vm1.qcow2, as Get-Item -Path does; objects piped by their
+        # Path property (QcowImageInfo of vm[1].qcow2) still reach vm[1].qcow2.
+        $typed = @(Get-QcowInfo -Path (Join-Path $dir 'vm[1].qcow2'))
+        $typed | Should -HaveCount 1
+        [IO.Path]::GetFileName($typed[0].Path) | Should -Be 'vm1.qcow2'
+        $piped = @([pscustomobject]@{ Path = (Join-Path $dir 'vm[1].qcow2') } | Get-QcowInfo)
+        [IO.Path]::GetFileName($piped[0].Path) | Should -Be 'vm[1].qcow2'
+        $piped[0].VirtualSize | Should -Be 1MB
     }
 
     It '-Path expands [ ] as a wildcard character class when no file has that exact name' {
@@ -309,7 +311,6 @@ Describe 'Errors: per-file problems are non-terminating, -ErrorAction Stop termi
     It 'a corrupt image (<Name>) is QcowPS.ImageCorrupt / InvalidData, and the good ones still produce output' -ForEach @(
         @{ Name = 'truncated header'; File = 'truncated.qcow2'; Format = 'Auto' }
         @{ Name = 'cluster_bits out of range'; File = 'bad-cluster-bits.qcow2'; Format = 'Auto' }
-        @{ Name = 'bad magic read as qcow2'; File = 'bad-magic.qcow2'; Format = 'Qcow2' }
     ) {
         $bad = Join-Path $dir $File
         $out = @(Get-QcowInfo $good1, $bad, $good2 -Format $Format -ErrorVariable err -ErrorAction SilentlyContinue)
@@ -320,21 +321,22 @@ Describe 'Errors: per-file problems are non-terminating, -ErrorAction Stop termi
         $err[0].Exception.Message | Should -Not -BeNullOrEmpty
     }
 
-    It 'Get-QcowSnapshot on a file with a bad magic is QcowPS.ImageCorrupt' {
-        Get-QcowSnapshot $badMagic -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
-        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.ImageCorrupt*'
+    It 'a file with a bad magic is QcowPS.WrongImageFormat / InvalidData where qcow2 is needed or named (<Name>)' -ForEach @(
+        @{ Name = 'Get-QcowSnapshot'; Run = { param($f) Get-QcowSnapshot $f -ErrorVariable script:err -ErrorAction SilentlyContinue } }
+        @{ Name = 'Get-QcowInfo -Format Qcow2'; Run = { param($f) Get-QcowInfo $f -Format Qcow2 -ErrorVariable script:err -ErrorAction SilentlyContinue } }
+    ) {
+        & $Run $badMagic | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.WrongImageFormat*'
         $err[0].CategoryInfo.Category | Should -Be 'InvalidData'
+        $err[0].TargetObject | Should -Be $badMagic
     }
 
-    It 'a file with no known magic is a per-file QcowPS error pointing to -Format Raw, and opens with -Format Raw' {
-        $out = @(Get-QcowInfo $badMagic, $good1 -ErrorVariable err -ErrorAction SilentlyContinue)
-        $out.Path | Should -Be @($good1)
-        $err | Should -HaveCount 1
-        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.*'
-        $err[0].Exception.Message | Should -BeLike '*-Format Raw*'
-        $raw = Get-QcowInfo $badMagic -Format Raw
-        $raw.Format | Should -Be 'Raw'
-        $raw.VirtualSize | Should -Be (Get-Item -LiteralPath $badMagic).Length
+    It 'a file with no known magic named on the command line is read as raw, and says so' {
+        # Issue 14: as qemu-img does; a backing file named inside an image is never read as raw unless recorded.
+        $out = @(Get-QcowInfo $badMagic, $good1 -ErrorAction Stop)
+        $out.Path | Should -Be @($badMagic, $good1)
+        "$($out[0].Format)" | Should -Be 'Raw'
+        $out[0].VirtualSize | Should -Be (Get-Item -LiteralPath $badMagic).Length
     }
 
     It '-ErrorAction Stop makes a <Id> terminating' -ForEach @(
@@ -914,10 +916,10 @@ Describe 'Get-QcowCluster' -Skip:$SkipImages {
         }
     }
 
-    It 'a raw image has no L2 entries: per-cluster output is a per-file InvalidArgument, -Extent works' {
+    It 'a raw image has no L2 entries: per-cluster output is a per-file QcowPS.WrongImageFormat, -Extent works' {
         $raw = Export-QemuRaw -Path $map -Destination (Join-Path $dir 'map.raw')
         Get-QcowCluster $raw -Format Raw -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
-        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.InvalidArgument*'
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.WrongImageFormat*'
         $extents = @(Get-QcowCluster $raw -Format Raw -Extent)
         ($extents | Measure-Object -Property Length -Sum).Sum | Should -Be 1MB
     }
@@ -1015,9 +1017,9 @@ Describe 'Default format views' -Skip:$SkipImages {
 
     It '<Type> table view: headers present, human units, every line within 120 columns' -ForEach @(
         @{ Type = 'QcowImageInfo'; Run = { param($p) Get-QcowInfo $p -BackingChain }
-            Headers = 'Name', 'Format', 'Version', 'VirtualSize', 'FileSize', 'Cluster', 'Snapshots', 'Flags', 'BackingFile'; Expect = '4 MiB' }
+            Headers = 'Format', 'VirtualSize', 'FileSize', 'Snaps', 'Flags', 'BackingFile', 'Name'; Expect = '4 MiB' }
         @{ Type = 'QcowSnapshot'; Run = { param($p) Get-QcowSnapshot $p }
-            Headers = 'Id', 'Name', 'DiskSize', 'VmStateSize', 'Date (UTC)', 'VmClock', 'Image'; Expect = '4 MiB' }
+            Headers = 'Id', 'Date (UTC)', 'DiskSize', 'VmStateSize', 'Image', 'Name'; Expect = '4 MiB' }
         @{ Type = 'QcowBlock'; Run = { param($p) Read-QcowBlock $p 0 192K }
             Headers = 'Offset', 'Length', 'ClusterType', 'Layer', 'HostOffset', 'Data'; Expect = '0x10000' }
         @{ Type = 'QcowCluster'; Run = { param($p) Get-QcowCluster $p }

@@ -203,6 +203,24 @@ function Export-QemuRaw {
     return $Destination
 }
 
+function Invoke-CapturedProcess {
+    <# Starts a process and waits for it, reading stdout and stderr both (neither can fill and block it): ExitCode, StdOut, StdErr. #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, Position = 0)][System.Diagnostics.ProcessStartInfo]$StartInfo)
+    $StartInfo.RedirectStandardOutput = $true
+    $StartInfo.RedirectStandardError = $true
+    $StartInfo.UseShellExecute = $false
+    $process = [System.Diagnostics.Process]::Start($StartInfo)
+    try {
+        $stderr = $process.StandardError.ReadToEndAsync()
+        $stdout = $process.StandardOutput.ReadToEnd()
+        $process.WaitForExit()
+        [pscustomobject]@{ ExitCode = $process.ExitCode; StdOut = $stdout; StdErr = $stderr.GetAwaiter().GetResult() }
+    } finally {
+        $process.Dispose()
+    }
+}
+
 function Get-QemuCheck {
     <#
         qemu-img check --output=json (with -Repair, check -r leaks / -r all), whatever its exit code:
@@ -220,19 +238,8 @@ function Get-QemuCheck {
     $arguments = @('check', '--output=json')
     if ($Repair) { $arguments += @('-r', $Repair) }
     foreach ($a in $arguments + $Path) { $start.ArgumentList.Add($a) }
-    $start.RedirectStandardOutput = $true
-    $start.RedirectStandardError = $true
-    $start.UseShellExecute = $false
-    $process = [System.Diagnostics.Process]::Start($start)
-    try {
-        $stderr = $process.StandardError.ReadToEndAsync()
-        $stdout = $process.StandardOutput.ReadToEnd()
-        $process.WaitForExit()
-        $errText = $stderr.GetAwaiter().GetResult()
-        $exit = $process.ExitCode
-    } finally {
-        $process.Dispose()
-    }
+    $run = Invoke-CapturedProcess $start
+    $stdout = $run.StdOut; $errText = $run.StdErr; $exit = $run.ExitCode
     # Exit 1 without a report: qemu-img gave up, e.g. 'check -r leaks' on an image whose refcount structures
     # need rebuilding. That is an answer too (ExitCode 1, no Result); anything else is a failure of the tool.
     $gaveUp = $exit -eq 1 -and -not $stdout.Trim()
@@ -439,6 +446,31 @@ function Get-TextLineStats {
     }
 }
 
+function Invoke-ChildPwsh {
+    <#
+        Runs a script in a new pwsh process (the one running the tests: `dotnet pwsh` from the repository's
+        tool manifest, or pwsh itself) with the given environment variables, and returns its output lines.
+        Throws with the output when it exits non-zero. For tests that need a session this one cannot give:
+        a module path with nothing else on it, a scratch PSResourceGet configuration.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [Parameter(Mandatory)][string]$Script,
+        [hashtable]$Environment = @{}
+    )
+    $exe = (Get-Process -Id $PID).Path
+    $start = [System.Diagnostics.ProcessStartInfo]::new($exe)
+    if ([IO.Path]::GetFileNameWithoutExtension($exe) -eq 'dotnet') { $start.ArgumentList.Add('pwsh') }
+    foreach ($a in '-NoProfile', '-NonInteractive', '-Command', $Script) { $start.ArgumentList.Add($a) }
+    # `dotnet pwsh` finds the repository's tool manifest from here.
+    $start.WorkingDirectory = (Resolve-Path (Join-Path $PSScriptRoot '../..')).ProviderPath
+    foreach ($key in $Environment.Keys) { $start.Environment[$key] = [string]$Environment[$key] }
+    $run = Invoke-CapturedProcess $start
+    if ($run.ExitCode -ne 0) { throw "child pwsh exited $($run.ExitCode): $($run.StdOut) $($run.StdErr)" }
+    return @($run.StdOut -split '\r?\n' | Where-Object { $_ -ne '' })
+}
+
 Export-ModuleMember -Function @(
     'Get-QcowPSModulePath', 'Import-QcowPSModule',
     'Get-QemuToolProblem', 'Test-SkipWithoutQemu', 'Assert-QemuTools', 'Assert-QemuToolsInIt',
@@ -446,6 +478,7 @@ Export-ModuleMember -Function @(
     'Get-QemuCheck', 'Get-QemuIoPatternMismatch', 'Start-QemuIoHolder', 'Stop-QemuIoHolder',
     'New-QcowTestFolder', 'Remove-QcowTestFolder',
     'Get-FileBytes', 'Get-BytesHash', 'New-FilledBytes', 'New-RandomBytes', 'Set-FileBigEndian', 'Get-TextLineStats'
+    'Invoke-ChildPwsh'
 )
 # --- Progress on a stepped clock ----------------------------------------------------------------------
 

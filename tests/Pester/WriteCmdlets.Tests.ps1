@@ -734,7 +734,7 @@ Describe 'Snapshots: New-, Restore- and Remove-QcowSnapshot' -Skip:$SkipImages {
         Restore-QcowSnapshot $img -Name 'qemu-made' -Confirm:$false
         Get-RawHash $img | Should -Be $at
         (Get-QemuCheck $img).ExitCode | Should -Be 0
-        Remove-QcowSnapshot $img -Name 'qemu-made'
+        Remove-QcowSnapshot $img -Name 'qemu-made' -Confirm:$false
         Get-QemuSnapshotNames $img | Should -HaveCount 0
         Get-RawHash $img | Should -Be $at
         $check = Get-QemuCheck $img
@@ -754,7 +754,7 @@ Describe 'Snapshots: New-, Restore- and Remove-QcowSnapshot' -Skip:$SkipImages {
         $now = Get-RawHash $img
         (Get-QemuSnapshotNames $img) | Should -Be @('daily-1', 'qemu-weekly', 'daily-2')
 
-        Get-QcowSnapshot $img | Remove-QcowSnapshot
+        Get-QcowSnapshot $img | Remove-QcowSnapshot -Confirm:$false
         Get-QcowSnapshot $img | Should -BeNullOrEmpty
         Get-QemuSnapshotNames $img | Should -HaveCount 0
         Get-RawHash $img | Should -Be $now
@@ -774,7 +774,7 @@ Describe 'Snapshots: New-, Restore- and Remove-QcowSnapshot' -Skip:$SkipImages {
         New-QcowSnapshot $img 'first' | Out-Null
         $second = New-QcowSnapshot $img 'second'
         New-QcowSnapshot $img 'third' | Out-Null
-        Remove-QcowSnapshot $img -Id $second.Id
+        Remove-QcowSnapshot $img -Id $second.Id -Confirm:$false
         Get-QemuSnapshotNames $img | Should -Be @('first', 'third')
         (Get-QcowSnapshot $img).Id | Should -Be @('1', '3')
         (Get-QemuCheck $img).ExitCode | Should -Be 0
@@ -788,7 +788,7 @@ Describe 'Snapshots: New-, Restore- and Remove-QcowSnapshot' -Skip:$SkipImages {
         $made.Name | Select-Object -Unique | Should -Be 'nightly'
         foreach ($m in $made) { Get-QemuSnapshotNames $m.Path | Should -Be @('nightly') }
         # And all of them go again in one line.
-        Get-ChildItem -LiteralPath $folder.FullName -Filter *.qcow2 | Get-QcowSnapshot -Name 'nightly' | Remove-QcowSnapshot
+        Get-ChildItem -LiteralPath $folder.FullName -Filter *.qcow2 | Get-QcowSnapshot -Name 'nightly' | Remove-QcowSnapshot -Confirm:$false
         foreach ($m in $made) { Get-QemuSnapshotNames $m.Path | Should -HaveCount 0 }
     }
 
@@ -828,7 +828,7 @@ Describe 'Snapshots: New-, Restore- and Remove-QcowSnapshot' -Skip:$SkipImages {
         Get-QemuSnapshotNames $img | Should -Be @('weekly')
     }
 
-    It 'Restore-QcowSnapshot asks for confirmation by default (ConfirmImpact High); Remove- and New- do not (Medium)' {
+    It 'Restore- and Remove-QcowSnapshot ask for confirmation by default (ConfirmImpact High: neither can be undone); New- does not (Medium)' {
         $impact = @{}
         foreach ($name in 'Restore-QcowSnapshot', 'Remove-QcowSnapshot', 'New-QcowSnapshot') {
             $attribute = (Get-Command $name).ImplementingType.GetCustomAttributes([System.Management.Automation.CmdletAttribute], $false)[0]
@@ -836,7 +836,7 @@ Describe 'Snapshots: New-, Restore- and Remove-QcowSnapshot' -Skip:$SkipImages {
             $impact[$name] = "$($attribute.ConfirmImpact)"
         }
         $impact['Restore-QcowSnapshot'] | Should -Be 'High'
-        $impact['Remove-QcowSnapshot'] | Should -Be 'Medium'
+        $impact['Remove-QcowSnapshot'] | Should -Be 'High'
         $impact['New-QcowSnapshot'] | Should -Be 'Medium'
     }
 }

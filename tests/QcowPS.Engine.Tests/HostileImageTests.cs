@@ -90,9 +90,9 @@ namespace QcowPS.Engine.Tests
             using var dir = new TempDir();
             string path = MakeImage(dir);
             FilePatch.U32(path, 0, 0x12345678);
-            AssertError(OpenAndReadAll(path, ImageFormat.Qcow2), QcowErrorKind.Corrupt, "magic");
+            AssertError(OpenAndReadAll(path, ImageFormat.Qcow2), QcowErrorKind.WrongFormat, "no known magic");
             // Without a format the file is not guessed as raw.
-            AssertError(OpenAndReadAll(path), QcowErrorKind.InvalidArgument, "not a qcow2 or QED image", "-Format Raw");
+            AssertError(OpenAndReadAll(path), QcowErrorKind.WrongFormat, "not a qcow2 or QED image", "-Format Raw");
         }
 
         [SkippableTheory]
@@ -396,7 +396,7 @@ namespace QcowPS.Engine.Tests
             for (int i = 104; i < 4096; i += 8) if (FilePatch.ReadU32(path, i) == 0xE2792ACA) { at = i; break; }
             Assert.True(at > 0);
             FilePatch.U32(path, at, 0x7E570001);
-            AssertError(OpenAndReadAll(path), QcowErrorKind.InvalidArgument, "no recorded format", "never reads");
+            AssertError(OpenAndReadAll(path), QcowErrorKind.WrongFormat, "no recorded format", "never reads");
         }
 
         [SkippableFact]

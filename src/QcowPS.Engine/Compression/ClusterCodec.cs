@@ -10,15 +10,15 @@ namespace QcowPS.Engine.Compression
     public abstract class ClusterCodec : IDisposable
     {
         /// <summary>QEMU's levels: zlib's default 6, zstd's default 3.</summary>
-        public static int DefaultLevel(Qcow2CompressionType type) => type == Qcow2CompressionType.Zstd ? ZstdCodec.DefaultLevel : DeflateCodec.DefaultLevel;
+        public static int DefaultLevel(Qcow2CompressionType type) => type == Qcow2CompressionType.Zstd ? ZstdCodec.QemuLevel : DeflateCodec.QemuLevel;
 
         /// <summary>A codec; level 0 means the default level of the type (the one QEMU uses).</summary>
         public static ClusterCodec Create(Qcow2CompressionType type, int level = 0)
         {
             switch (type)
             {
-                case Qcow2CompressionType.Zlib: return new DeflateCodec(level > 0 ? Math.Min(level, 9) : DeflateCodec.DefaultLevel);
-                case Qcow2CompressionType.Zstd: return new ZstdCodec(level > 0 ? Math.Min(level, 19) : ZstdCodec.DefaultLevel);
+                case Qcow2CompressionType.Zlib: return new DeflateCodec(level > 0 ? Math.Min(level, 9) : DeflateCodec.QemuLevel);
+                case Qcow2CompressionType.Zstd: return new ZstdCodec(level > 0 ? Math.Min(level, 19) : ZstdCodec.QemuLevel);
                 default: throw new QcowException(QcowErrorKind.Unsupported, $"Unknown compression type {(int)type}");
             }
         }

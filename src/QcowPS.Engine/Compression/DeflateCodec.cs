@@ -24,7 +24,7 @@ namespace QcowPS.Engine.Compression
         private const int DefaultStrategy = 0;
 
         /// <summary>QEMU's level: zlib's default (-1 = 6).</summary>
-        public const int DefaultLevel = 6;
+        public const int QemuLevel = 6;
 
         [StructLayout(LayoutKind.Sequential)]
         private struct ZStream
@@ -73,7 +73,7 @@ namespace QcowPS.Engine.Compression
         private readonly int _level;
         private ZStream* _inflater;
 
-        public DeflateCodec(int level = DefaultLevel) { _level = level; }
+        public DeflateCodec(int level = QemuLevel) { _level = level; }
 
         public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
         {

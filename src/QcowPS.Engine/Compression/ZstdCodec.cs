@@ -10,14 +10,14 @@ namespace QcowPS.Engine.Compression
     /// </summary>
     internal sealed unsafe class ZstdCodec : ClusterCodec
     {
-        public const int DefaultLevel = 3;
+        public const int QemuLevel = 3;
         private readonly int _level;
         private readonly bool _native = NativeZstd.Available;
         private IntPtr _cctx, _dctx;
         private Compressor _compressor;
         private Decompressor _decompressor;
 
-        public ZstdCodec(int level = DefaultLevel) { _level = level; }
+        public ZstdCodec(int level = QemuLevel) { _level = level; }
 
         public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
         {

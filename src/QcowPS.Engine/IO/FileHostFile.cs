@@ -24,6 +24,24 @@ namespace QcowPS.Engine.IO
             _length = stream.Length;
         }
 
+        /// <summary>
+        /// The sharing a FileStream allows others. On Linux everything: QEMU's byte-range locks (ImageLock)
+        /// decide, as QEMU's own opens do. Elsewhere (Windows) there are no OFD locks, so the operating
+        /// system's sharing keeps a second writer out: with locks we let others read only (a reader
+        /// also refuses writers, as QEMU's reader does); -ForceShare (LockMode.None) shares everything.
+        /// </summary>
+        private static FileShare ShareFor(LockMode lockMode) =>
+            RuntimeInformation.IsOSPlatform(OSPlatform.Linux) || lockMode == LockMode.None
+                ? FileShare.ReadWrite | FileShare.Delete
+                : FileShare.Read | FileShare.Delete;
+
+        /// <summary>Windows' ERROR_SHARING_VIOLATION and ERROR_LOCK_VIOLATION: another open refuses ours.</summary>
+        private static bool IsSharingViolation(IOException e)
+        {
+            int code = e.HResult & 0xFFFF;
+            return !RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && (code == 32 || code == 33);
+        }
+
         /// <summary>Opens an existing file, taking QEMU-compatible locks unless lockMode is None.</summary>
         public static FileHostFile Open(string path, bool writable, LockMode lockMode = LockMode.Default)
         {
@@ -38,15 +56,20 @@ namespace QcowPS.Engine.IO
             {
                 // No FileStream buffering: the engine does its own large, positioned I/O.
                 stream = new FileStream(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
-                    FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+                    ShareFor(lockMode), 1, FileOptions.None);
             }
             catch (UnauthorizedAccessException e)
             {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Access to '{path}' is denied: {e.Message}", e);
+                throw QcowException.Io(QcowOperation.Open, path, $"Access to '{path}' is denied: {e.Message}", e);
+            }
+            catch (IOException e) when (IsSharingViolation(e))
+            {
+                throw new QcowException(QcowErrorKind.InUse, path,
+                    $"'{path}' is in use (another process has it open for writing, or holds it while we write), so it cannot be opened {(writable ? "for writing" : "for reading")}", e);
             }
             catch (IOException e)
             {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Cannot open '{path}': {e.Message}", e);
+                throw QcowException.Io(QcowOperation.Open, path, $"Cannot open '{path}': {e.Message}", e);
             }
             var file = new FileHostFile(path, stream, writable);
             if (lockMode != LockMode.None)
@@ -64,7 +87,7 @@ namespace QcowPS.Engine.IO
             try
             {
                 stream = new FileStream(path, overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.ReadWrite,
-                    FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+                    ShareFor(LockMode.Default), 1, FileOptions.None);
             }
             catch (IOException e) when (!overwrite && File.Exists(path))
             {
@@ -76,11 +99,11 @@ namespace QcowPS.Engine.IO
             }
             catch (UnauthorizedAccessException e)
             {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Access to '{path}' is denied: {e.Message}", e);
+                throw QcowException.Io(QcowOperation.Create, path, $"Access to '{path}' is denied: {e.Message}", e);
             }
             catch (IOException e)
             {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Cannot create '{path}': {e.Message}", e);
+                throw QcowException.Io(QcowOperation.Create, path, $"Cannot create '{path}': {e.Message}", e);
             }
             var file = new FileHostFile(path, stream, true);
             try { file._lock = ImageLock.Acquire(stream, path, true); }
@@ -123,7 +146,7 @@ namespace QcowPS.Engine.IO
                     {
                         int errno = Marshal.GetLastWin32Error();
                         if (errno == EINTR) continue;
-                        throw new QcowException(QcowErrorKind.IoError, Path, $"{(write ? "Write" : "Read")} of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
+                        throw QcowException.Io(write ? QcowOperation.Write : QcowOperation.Read, Path, $"{(write ? "Write" : "Read")} of {count} bytes at 0x{offset:X} in '{Path}' failed: {Describe(errno)}");
                     }
                     if (n == 0) break;  // end of file for a read; a write of at least one byte never returns 0
                     total += (int)n;
@@ -135,7 +158,7 @@ namespace QcowPS.Engine.IO
         private void WritePositional(long offset, byte[] buffer, int index, int count)
         {
             if (TransferPositional(true, offset, buffer, index, count) < count)
-                throw new QcowException(QcowErrorKind.IoError, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' stopped short");
+                throw QcowException.Io(QcowOperation.Write, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' stopped short");
             long end = offset + count;
             long current;
             while (end > (current = Interlocked.Read(ref _length)) && Interlocked.CompareExchange(ref _length, end, current) != current) { }
@@ -163,7 +186,7 @@ namespace QcowPS.Engine.IO
                 }
                 catch (IOException e)
                 {
-                    throw new QcowException(QcowErrorKind.IoError, Path, $"Read of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
+                    throw QcowException.Io(QcowOperation.Read, Path, $"Read of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
                 }
             }
         }
@@ -187,7 +210,7 @@ namespace QcowPS.Engine.IO
                 }
                 catch (IOException e)
                 {
-                    throw new QcowException(QcowErrorKind.IoError, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
+                    throw QcowException.Io(QcowOperation.Write, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
                 }
             }
         }
@@ -204,7 +227,7 @@ namespace QcowPS.Engine.IO
                 }
                 catch (IOException e)
                 {
-                    throw new QcowException(QcowErrorKind.IoError, Path, $"Cannot set the size of '{Path}' to {length}: {e.Message}", e);
+                    throw QcowException.Io(QcowOperation.Write, Path, $"Cannot set the size of '{Path}' to {length}: {e.Message}", e);
                 }
             }
         }
@@ -217,7 +240,7 @@ namespace QcowPS.Engine.IO
                 try { _stream.Flush(true); }
                 catch (IOException e)
                 {
-                    throw new QcowException(QcowErrorKind.IoError, Path, $"Flush of '{Path}' failed: {e.Message}", e);
+                    throw QcowException.Io(QcowOperation.Write, Path, $"Flush of '{Path}' failed: {e.Message}", e);
                 }
             }
         }

@@ -28,6 +28,9 @@ namespace QcowPS
         /// <summary>Layer of the chain (0 = this image); with -Extent, the layer that supplies the data.</summary>
         public int Layer { get; set; }
 
+        /// <summary>The file of the layer that stores the run (Layer 0: Path; deeper: a backing file), as QcowBlock has.</summary>
+        public string LayerPath { get; set; }
+
         public override string ToString() => $"{VirtualOffset:X} {ClusterType}";
     }
 }

@@ -46,7 +46,7 @@ namespace QcowPS
         public Qcow2CompatibleFeatures? CompatibleFeatures { get; set; }
         public Qcow2AutoclearFeatures? AutoclearFeatures { get; set; }
         /// <summary>Names of the header extensions present, in file order.</summary>
-        public string[] HeaderExtensions { get; set; } = new string[0];
+        public TextList HeaderExtensions { get; set; } = new TextList();
         /// <summary>Number of bitmaps the bitmaps extension lists (kept, not interpreted).</summary>
         public int BitmapCount { get; set; }
         /// <summary>How many backing images lie below this one (0: none); null when the chain could not be followed.</summary>

@@ -95,8 +95,7 @@ namespace QcowPS.Engine.Operations
                 throw new QcowException(QcowErrorKind.InvalidArgument, destination, "A raw destination cannot be compressed or have a backing file");
             if (DiskImage.LayerWithFile(source, destination) != null)
                 throw new QcowException(QcowErrorKind.InvalidArgument, destination, $"The destination '{destination}' is the source or one of its backing files");
-            if (!o.Overwrite && (File.Exists(destination) || Directory.Exists(destination)))
-                throw new QcowException(QcowErrorKind.AlreadyExists, destination, $"'{destination}' already exists (use -Force to replace it)");
+            NewFile.CheckCanCreate(destination, o.Overwrite);
 
             int threads = Math.Max(1, Math.Min(o.Threads, 64));
             long size = source.Length;
@@ -116,7 +115,7 @@ namespace QcowPS.Engine.Operations
             int chunkClusters = Math.Max(1, (1 << 20) / clusterSize);
             int chunkBytes = chunkClusters * clusterSize;
 
-            string temp = Qcow2Creator.TemporaryPathFor(destination);
+            string temp = NewFile.TemporaryPathFor(destination);
             var result = new QcowConversionResult
             {
                 Source = source.Path, Destination = destination, DestinationFormat = o.DestinationFormat, VirtualSize = size,
@@ -360,7 +359,7 @@ namespace QcowPS.Engine.Operations
                         rawFile.Dispose();
                         rawFile = null;
                     }
-                    Qcow2Creator.MoveIntoPlace(temp, destination, o.Overwrite);
+                    NewFile.MoveIntoPlace(temp, destination, o.Overwrite);
                     if (o.DestinationFormat == ImageFormat.Qcow2) result.VirtualSize = createOptions.Size.Value;
                     result.DataClusters = counters.Data;
                     result.ZeroClusters = counters.Zero;
@@ -374,7 +373,7 @@ namespace QcowPS.Engine.Operations
                 {
                     try { qcow?.Dispose(); } catch (Exception) { }
                     try { rawFile?.Dispose(); } catch (Exception) { }
-                    try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                    NewFile.Discard(temp);
                     throw;
                 }
                 finally
@@ -391,7 +390,7 @@ namespace QcowPS.Engine.Operations
             $"read {s_readTicks / (double)Stopwatch.Frequency:F2} s, work {s_workTicks / (double)Stopwatch.Frequency:F2} s, write {s_writeTicks / (double)Stopwatch.Frequency:F2} s";
 
         private static Exception Rethrow(Exception e) =>
-            e is QcowException q ? new QcowException(q.Kind, q.FilePath, q.Message, q) : new QcowException(QcowErrorKind.IoError, null, e.Message, e);
+            e is QcowException q ? new QcowException(q.Kind, q.FilePath, q.Message, q) { Operation = q.Operation } : new QcowException(QcowErrorKind.IoError, null, e.Message, e);
 
         /// <summary>
         /// Where the run that no layer of the source stores, starting at offset, ends: rounded down to

@@ -49,7 +49,7 @@ namespace QcowPS.Engine.Operations
                 info.IncompatibleFeatures = (Qcow2IncompatibleFeatures)h.IncompatibleFeatures;
                 info.CompatibleFeatures = (Qcow2CompatibleFeatures)h.CompatibleFeatures;
                 info.AutoclearFeatures = (Qcow2AutoclearFeatures)h.AutoclearFeatures;
-                info.HeaderExtensions = h.Extensions.Select(e => e.Name).ToArray();
+                info.HeaderExtensions = new TextList(h.Extensions.Select(e => e.Name));
                 info.BitmapCount = (int)h.BitmapCount;
             }
             else if (disk is QedImage e)
@@ -97,16 +97,54 @@ namespace QcowPS.Engine.Operations
             Icount = s.Icount,
         };
 
-        /// <summary>Every guest cluster of a qcow2 image with its L2 entry decoded and its refcount.</summary>
-        public static IEnumerable<QcowCluster> Clusters(Qcow2Image image, long offset, long length, bool allocatedOnly)
+        /// <summary>
+        /// Describes each layer of a backing chain, top first, into layers: one open at a time, so that the
+        /// layers that open are described even when a deeper one is missing or damaged (then this throws,
+        /// after they are in the list). Backing files follow the rules of DiskImage.Open: recorded format
+        /// or magic, never guessed raw, no loops, at most MaxBackingDepth deep.
+        /// </summary>
+        public static void DescribeChain(string path, OpenOptions options, List<QcowImageInfo> layers)
         {
-            foreach (var d in image.EnumerateClusters(offset, length, allocatedOnly))
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            string current = Path.GetFullPath(path);
+            var layerOptions = options;
+            for (int depth = 0; ; depth++)
+            {
+                string name, formatName;
+                using (var disk = DiskImage.Open(current, new OpenOptions
+                {
+                    Format = layerOptions.Format, Lock = options.Lock, OpenBackingChain = false,
+                    UnrecognisedAsRaw = depth == 0 && options.UnrecognisedAsRaw, WrapHostFile = depth == 0 ? options.WrapHostFile : null,
+                }))
+                {
+                    layers.Add(Describe(disk));
+                    DiskImage.GetBackingReference(disk, out name, out formatName);
+                }
+                seen.Add(current);
+                if (name == null) return;
+                string next = BackingResolver.ResolveRelative(current, name, "backing file");
+                if (seen.Contains(next))
+                    throw new QcowException(QcowErrorKind.Corrupt, current, $"Backing chain loop: '{current}' names '{next}', which is already in the chain");
+                if (depth + 1 > options.MaxBackingDepth)
+                    throw new QcowException(QcowErrorKind.Unsupported, current, $"The backing chain of '{layers[0].Path}' is deeper than {options.MaxBackingDepth} images");
+                if (!File.Exists(next))
+                    throw new QcowException(QcowErrorKind.NotFound, current, $"Backing file '{name}' of '{current}' does not exist (resolved to '{next}')");
+                layerOptions = new OpenOptions { Format = BackingResolver.ParseFormatName(current, formatName) };
+                current = next;
+            }
+        }
+
+        /// <summary>Every guest cluster of a qcow2 image with its L2 entry decoded and its refcount.</summary>
+        public static IEnumerable<QcowCluster> Clusters(Qcow2Image image, long offset, long length, bool allocatedOnly, Qcow2Snapshot snapshot = null)
+        {
+            long diskLength = snapshot == null ? image.Length : (long)(snapshot.DiskSize ?? image.Header.Size);
+            foreach (var d in image.EnumerateClusters(offset, length, allocatedOnly, snapshot))
             {
                 var c = new QcowCluster
                 {
                     Path = image.Path,
                     VirtualOffset = d.GuestOffset,
-                    Length = Math.Min(image.ClusterSize, image.Length - d.GuestOffset),
+                    Length = Math.Min(image.ClusterSize, diskLength - d.GuestOffset),
                     ClusterType = d.Type,
                     Copied = d.Copied,
                     L1Index = d.L1Index,
@@ -114,6 +152,7 @@ namespace QcowPS.Engine.Operations
                     L2Entry = d.HasL2Entry ? d.Raw : (ulong?)null,
                     SubclusterBitmap = image.Header.HasExtendedL2 && d.HasL2Entry ? d.Bitmap : (ulong?)null,
                     Layer = 0,
+                    LayerPath = image.Path,
                 };
                 if (d.HostOffset >= 0) c.HostOffset = d.HostOffset;
                 if (d.Type == ClusterType.Compressed)
@@ -131,6 +170,7 @@ namespace QcowPS.Engine.Operations
         public static IEnumerable<QcowCluster> Extents(VirtualDisk disk, long offset, long length)
         {
             long end = Math.Min(disk.Length, offset + length);
+            var layers = new List<VirtualDisk>(DiskImage.Layers(disk));
             QcowCluster pending = null;
             for (long pos = offset; pos < end;)
             {
@@ -148,6 +188,7 @@ namespace QcowPS.Engine.Operations
                     {
                         Path = disk.Path, VirtualOffset = pos, Length = e.Length, ClusterType = e.Type,
                         HostOffset = host, Layer = e.Depth,
+                        LayerPath = e.Depth < layers.Count && e.Type != ClusterType.Unallocated ? layers[e.Depth].Path : null,
                     };
                 }
                 pos += e.Length;
@@ -155,13 +196,14 @@ namespace QcowPS.Engine.Operations
             if (pending != null) yield return pending;
         }
 
-        public static IEnumerable<QcowTableEntry> Table(Qcow2Image image, QcowTableKind kind, long? index, bool nonZeroOnly)
+        /// <summary>A metadata table's entries; L1 and L2 of a snapshot when one is given (refcounts are the image's).</summary>
+        public static IEnumerable<QcowTableEntry> Table(Qcow2Image image, QcowTableKind kind, long? index, bool nonZeroOnly, Qcow2Snapshot snapshot = null)
         {
             int cb = image.ClusterBits;
             switch (kind)
             {
                 case QcowTableKind.L1:
-                    foreach (var t in image.EnumerateL1())
+                    foreach (var t in image.EnumerateL1(snapshot))
                     {
                         if (index.HasValue && t.Index != index.Value) continue;
                         if (nonZeroOnly && t.Value == 0) continue;
@@ -176,7 +218,7 @@ namespace QcowPS.Engine.Operations
                     }
                     break;
                 case QcowTableKind.L2:
-                    foreach (var t in image.EnumerateL2(index))
+                    foreach (var t in image.EnumerateL2(index, snapshot))
                     {
                         if (nonZeroOnly && t.Value == 0 && t.Bitmap == 0) continue;
                         var e = new L2Entry(t.Value, t.Bitmap, cb, image.Header.HasExtendedL2, image.Header.HasExternalDataFile);

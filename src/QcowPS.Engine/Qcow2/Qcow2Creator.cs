@@ -125,11 +125,8 @@ namespace QcowPS.Engine.Qcow2
         {
             path = Path.GetFullPath(path);
             long size = Validate(path, o, out string backingFormat);
-            if (!o.Overwrite && (File.Exists(path) || Directory.Exists(path)))
-                throw new QcowException(QcowErrorKind.AlreadyExists, path, $"'{path}' already exists (use -Force to replace it)");
-            if (Directory.Exists(path))
-                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a directory");
-            string temp = TemporaryPathFor(path);
+            NewFile.CheckCanCreate(path, o.Overwrite);
+            string temp = NewFile.TemporaryPathFor(path);
             // Replacing a file: hold its write lock until the new image takes its place, so an image a VM
             // (or anyone) has open is never replaced under it (qemu-img create refuses the same way).
             IHostFile replaced = o.Overwrite && File.Exists(path) ? FileHostFile.Open(path, true) : null;
@@ -145,41 +142,16 @@ namespace QcowPS.Engine.Qcow2
                 }
                 replaced?.Dispose();
                 replaced = null;
-                MoveIntoPlace(temp, path, o.Overwrite);
+                NewFile.MoveIntoPlace(temp, path, o.Overwrite);
             }
             catch
             {
-                try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                NewFile.Discard(temp);
                 throw;
             }
             finally
             {
                 replaced?.Dispose();
-            }
-        }
-
-        /// <summary>
-        /// A hidden name beside a destination, where a new image is built before MoveIntoPlace gives it
-        /// its name; fails (naming the destination) when the destination's folder does not exist.
-        /// </summary>
-        internal static string TemporaryPathFor(string path)
-        {
-            string folder = Path.GetDirectoryName(path);
-            if (!string.IsNullOrEmpty(folder) && !Directory.Exists(folder))
-                throw new QcowException(QcowErrorKind.NotFound, path, $"The folder of '{path}' does not exist");
-            return Path.Combine(folder ?? ".", "." + Path.GetFileName(path) + ".qcowps-" + Guid.NewGuid().ToString("N").Substring(0, 8));
-        }
-
-        internal static void MoveIntoPlace(string temp, string path, bool overwrite)
-        {
-            try
-            {
-                if (overwrite && File.Exists(path)) File.Delete(path);
-                File.Move(temp, path);
-            }
-            catch (IOException e)
-            {
-                throw new QcowException(QcowErrorKind.IoError, path, $"Cannot move the new image into place as '{path}': {e.Message}", e);
             }
         }
 

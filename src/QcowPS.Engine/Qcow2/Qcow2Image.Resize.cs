@@ -6,17 +6,18 @@ namespace QcowPS.Engine.Qcow2
     // Changing the virtual size (QEMU: qcow2_co_truncate, qcow2_grow_l1_table, qcow2_shrink_l1_table).
     public sealed partial class Qcow2Image
     {
-        /// <summary>Grows (or with allowShrink, shrinks) the virtual size; sizes round up to 512 bytes.</summary>
-        public void Resize(long newSize, bool allowShrink)
+        /// <summary>
+        /// The size a resize to newSize gives (rounded up to 512 bytes), or the error it would fail with:
+        /// read-only opens can ask first (-WhatIf), and Resize asks the same.
+        /// </summary>
+        public long CheckResize(long newSize, bool allowShrink)
         {
             lock (_gate)
             {
-                ThrowIfReadOnly();
                 if (newSize < 0 || newSize > Qcow2Header.MaxVirtualSize)
                     throw new QcowException(QcowErrorKind.InvalidArgument, Path, $"Size {newSize} is out of range");
                 newSize = (newSize + 511) & ~511L;
                 long oldSize = Length;
-                if (newSize == oldSize) return;
                 if (newSize < oldSize)
                 {
                     if (!allowShrink)
@@ -24,13 +25,25 @@ namespace QcowPS.Engine.Qcow2
                             $"Shrinking '{Path}' from {oldSize} to {newSize} bytes loses data; use -AllowShrink to do it anyway");
                     if (_snapshots.Count > 0)
                         throw new QcowException(QcowErrorKind.InvalidArgument, Path, $"'{Path}' has internal snapshots; an image with snapshots cannot shrink");
-                    Shrink(newSize);
-                    return;
                 }
-                if (_snapshots.Count > 0 && Header.Version < 3)
+                else if (newSize > oldSize && _snapshots.Count > 0 && Header.Version < 3)
                     throw new QcowException(QcowErrorKind.InvalidArgument, Path,
                         $"'{Path}' is a version 2 image with snapshots, whose entries do not record their own disk size; it cannot be resized");
-                Grow(newSize);
+                return newSize;
+            }
+        }
+
+        /// <summary>Grows (or with allowShrink, shrinks) the virtual size; sizes round up to 512 bytes.</summary>
+        public void Resize(long newSize, bool allowShrink)
+        {
+            lock (_gate)
+            {
+                ThrowIfReadOnly();
+                newSize = CheckResize(newSize, allowShrink);
+                long oldSize = Length;
+                if (newSize == oldSize) return;
+                if (newSize < oldSize) Shrink(newSize);
+                else Grow(newSize);
             }
         }
 

@@ -39,12 +39,15 @@ namespace QcowPS.Engine.Qcow2
         /// Every guest cluster in [offset, offset+length) with its L2 entry; with allocatedOnly, ranges
         /// without an L2 table and unallocated entries are skipped (cheap on huge sparse images).
         /// </summary>
-        public IEnumerable<ClusterDescriptor> EnumerateClusters(long offset, long length, bool allocatedOnly)
+        /// <remarks>With a snapshot: its L1 table and disk size instead of the active ones.</remarks>
+        public IEnumerable<ClusterDescriptor> EnumerateClusters(long offset, long length, bool allocatedOnly, Qcow2Snapshot snapshot = null)
         {
             int cb = ClusterBits;
             long cs = 1L << cb;
             long l2Entries = Header.L2Entries;
-            long end = Math.Min(Length, offset + length);
+            ulong[] activeOrSnapshotL1 = L1Of(snapshot, out _);
+            long diskLength = snapshot == null ? Length : (long)(snapshot.DiskSize ?? Header.Size);
+            long end = Math.Min(diskLength, offset + length);
             long firstCluster = offset >> cb;
             long lastCluster = (end + cs - 1) >> cb;  // exclusive
             for (long ci = firstCluster; ci < lastCluster;)
@@ -56,7 +59,7 @@ namespace QcowPS.Engine.Qcow2
                 lock (_gate)
                 {
                     ThrowIfDisposed();
-                    ulong l1Entry = l1Index < _l1.Length ? _l1[l1Index] : 0;
+                    ulong l1Entry = l1Index < activeOrSnapshotL1.Length ? activeOrSnapshotL1[l1Index] : 0;
                     l2Offset = L2OffsetOf(l1Entry, l1Index);
                     if (l2Offset != 0) table = (byte[])_l2Cache.Get(l2Offset).Clone();
                 }
@@ -108,19 +111,34 @@ namespace QcowPS.Engine.Qcow2
             }
         }
 
-        public IEnumerable<TableEntry> EnumerateL1()
+        /// <summary>The active L1 table's entries, or a snapshot's.</summary>
+        public IEnumerable<TableEntry> EnumerateL1(Qcow2Snapshot snapshot = null)
         {
-            ulong[] l1;
-            lock (_gate) l1 = (ulong[])_l1.Clone();
+            ulong[] l1 = L1Of(snapshot, out long storedAt);
             for (long i = 0; i < l1.Length; i++)
-                yield return new TableEntry { Index = i, ParentIndex = -1, StoredAt = (long)Header.L1TableOffset + i * 8, Value = l1[i] };
+                yield return new TableEntry { Index = i, ParentIndex = -1, StoredAt = storedAt + i * 8, Value = l1[i] };
         }
 
-        /// <summary>Entries of the L2 tables the active L1 table names (or only the one at l1Index).</summary>
-        public IEnumerable<TableEntry> EnumerateL2(long? l1Index = null)
+        /// <summary>A copy of the active L1 table (snapshot null) or of a snapshot's, and where it is stored.</summary>
+        private ulong[] L1Of(Qcow2Snapshot snapshot, out long storedAt)
         {
-            ulong[] l1;
-            lock (_gate) l1 = (ulong[])_l1.Clone();
+            lock (_gate)
+            {
+                ThrowIfDisposed();
+                if (snapshot == null)
+                {
+                    storedAt = (long)Header.L1TableOffset;
+                    return (ulong[])_l1.Clone();
+                }
+                storedAt = (long)snapshot.L1TableOffset;
+                return ReadL1Table(snapshot.L1TableOffset, snapshot.L1Size, $"L1 table of snapshot '{snapshot.Name}'");
+            }
+        }
+
+        /// <summary>Entries of the L2 tables the active L1 table (or a snapshot's) names (or only the one at l1Index).</summary>
+        public IEnumerable<TableEntry> EnumerateL2(long? l1Index = null, Qcow2Snapshot snapshot = null)
+        {
+            ulong[] l1 = L1Of(snapshot, out _);
             int entrySize = Header.L2EntrySize;
             for (long i = l1Index ?? 0; i < (l1Index.HasValue ? Math.Min(l1.Length, l1Index.Value + 1) : l1.Length); i++)
             {

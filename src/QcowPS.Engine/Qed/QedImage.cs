@@ -31,7 +31,7 @@ namespace QcowPS.Engine.Qed
         {
             var header = QedHeader.Read(file);
             if (options.Writable)
-                throw QcowException.Unsupported(file.Path, "QED images are read-only in QcowPS (convert them to qcow2 to write)");
+                throw new QcowException(QcowErrorKind.WrongFormat, file.Path, $"'{file.Path}' is a qed image, which QcowPS reads but does not write (convert it to qcow2 to write)");
             return new QedImage(file, header, options.L2CacheBytes);
         }
 

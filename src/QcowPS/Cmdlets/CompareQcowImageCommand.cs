@@ -48,8 +48,8 @@ namespace QcowPS.Cmdlets
                     ThrowTerminatingError(ErrorRecords.Argument("OneDifferenceImage", DifferencePath, $"'{DifferencePath}' matches {others.Count} images; give one."));
                 return;
             }
-            using (var a = DiskImage.Open(path, ReadOptions(Format)))
-            using (var b = DiskImage.Open(others[0], ReadOptions(DifferenceFormat)))
+            using (var a = OpenImage(path, ReadOptions(Format)))
+            using (var b = OpenImage(others[0], ReadOptions(DifferenceFormat)))
             {
                 if (a.Length != b.Length && !Strict)
                     WriteWarning($"Image size mismatch: '{path}' has {a.Length} bytes, '{others[0]}' has {b.Length}; the extra part must read as zeros.");

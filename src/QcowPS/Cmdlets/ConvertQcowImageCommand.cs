@@ -17,9 +17,10 @@ namespace QcowPS.Cmdlets
         [ValidateNotNullOrEmpty]
         public string Destination { get; set; }
 
+        /// <summary>Qcow2 or Raw; by default the one the destination's extension names (.qcow2, .raw), else qcow2.</summary>
         [Parameter]
-        [ValidateSet("Qcow2", "Raw")]
-        public string DestinationFormat { get; set; } = "Qcow2";
+        [ValidateSet("Auto", "Qcow2", "Raw", IgnoreCase = true)]
+        public ImageFormat DestinationFormat { get; set; } = ImageFormat.Auto;
 
         [Parameter]
         public SwitchParameter Compress { get; set; }
@@ -34,7 +35,8 @@ namespace QcowPS.Cmdlets
 
         [Parameter]
         [SizeTransformation]
-        [ValidateSet("512", "1024", "2048", "4096", "8192", "16384", "32768", "65536", "131072", "262144", "524288", "1048576", "2097152")]
+        [ValidateNumericChoice("ClusterSize")]
+        [ArgumentCompleter(typeof(NumericChoiceCompleter))]
         public long ClusterSize { get; set; } = 65536;
 
         [Parameter]
@@ -42,12 +44,14 @@ namespace QcowPS.Cmdlets
         public int Version { get; set; } = 3;
 
         [Parameter]
-        [ValidateSet("1", "2", "4", "8", "16", "32", "64")]
+        [ValidateNumericChoice("RefcountBits")]
+        [ArgumentCompleter(typeof(NumericChoiceCompleter))]
         public int RefcountBits { get; set; } = 16;
 
         /// <summary>Convert this internal snapshot's data instead of the current disk.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string Snapshot { get; set; }
 
         /// <summary>Backing file of the new image; only data that differs from it is written.</summary>
@@ -55,9 +59,10 @@ namespace QcowPS.Cmdlets
         [ValidateNotNullOrEmpty]
         public string BackingFile { get; set; }
 
+        /// <summary>The format recorded for -BackingFile (stored as QEMU's name: qcow2, qed, raw); Auto probes it.</summary>
         [Parameter]
-        [ValidateSet("qcow2", "qed", "raw")]
-        public string BackingFormat { get; set; }
+        [ValidateSet("Auto", "Qcow2", "Qed", "Raw", IgnoreCase = true)]
+        public ImageFormat BackingFormat { get; set; } = ImageFormat.Auto;
 
         /// <summary>Threads compressing or decompressing (default: the number of processors).</summary>
         [Parameter]
@@ -79,12 +84,26 @@ namespace QcowPS.Cmdlets
 
         protected override void BeginProcessing()
         {
+            base.BeginProcessing();
             if (CompressionLevel > 9 && CompressionType == Qcow2CompressionType.Zlib)
                 ThrowTerminatingError(ErrorRecords.Argument("InvalidCompressionLevel", CompressionLevel, "zlib levels are 1 to 9 (zstd: 1 to 19)."));
             if (CompressionLevel > 0 && !Compress)
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", CompressionLevel, "-CompressionLevel needs -Compress."));
-            if (DestinationFormat == "Raw" && (Compress || BackingFile != null))
-                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", Destination, "A raw destination cannot be compressed or have a backing file."));
+        }
+
+        /// <summary>
+        /// -DestinationFormat, else what the destination's extension names, else qcow2. A name that says a
+        /// format we do not write (.qed) is refused rather than filled with something else.
+        /// </summary>
+        private ImageFormat ChooseDestinationFormat(string destination)
+        {
+            if (DestinationFormat != ImageFormat.Auto) return DestinationFormat;
+            var named = ImageFormats.FromExtension(destination);
+            if (named == ImageFormat.Auto) return ImageFormat.Qcow2;
+            if (named == ImageFormat.Qcow2 || named == ImageFormat.Raw) return named;
+            ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", destination,
+                $"'{destination}' is named as a {ImageFormats.QemuName(named)} image, which Convert-QcowImage does not write; choose another name or say -DestinationFormat Qcow2 or Raw."));
+            return named;
         }
 
         protected override void StopProcessing() => _stop.Cancel();
@@ -95,27 +114,25 @@ namespace QcowPS.Cmdlets
                 ThrowTerminatingError(ErrorRecords.Argument("OneSourcePerDestination", Destination, $"'{Destination}' takes one converted image; several sources were given."));
             _converted = true;
             string destination = ResolveNewPath(Destination);
-            using (var source = DiskImage.Open(path, ReadOptions(Format)))
+            var format = ChooseDestinationFormat(destination);
+            if (format == ImageFormat.Raw && (Compress || BackingFile != null))
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", destination, "A raw destination cannot be compressed or have a backing file."));
+            using (var source = OpenImage(path, ReadOptions(Format)))
             {
                 VirtualDisk input = source;
                 VirtualDisk view = null;
                 try
                 {
-                    if (Snapshot != null)
-                    {
-                        if (!(source is Qcow2Image q))
-                            throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a {source.Format} image, which has no internal snapshots");
-                        input = view = q.OpenSnapshot(Snapshot);
-                    }
-                    if (System.IO.File.Exists(destination) && !Force)
-                        throw new QcowException(QcowErrorKind.AlreadyExists, destination, $"'{destination}' already exists; use -Force to replace it");
-                    string what = $"Convert '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} to {DestinationFormat}{(Compress ? $" compressed with {CompressionType}" : "")}";
+                    if (Snapshot != null) input = view = OpenSnapshotView(source, Snapshot);
+                    // Before ShouldProcess, so that -WhatIf reports what a real run would refuse.
+                    Engine.IO.NewFile.CheckCanCreate(destination, Force);
+                    string what = $"Convert '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} to {ImageFormats.QemuName(format)}{(Compress ? $" compressed with {CompressionType}" : "")}";
                     if (!ShouldProcess(destination, what)) return;
 
                     var progress = new ProgressReporter(this, 3, $"Converting {System.IO.Path.GetFileName(path)}", $"To {destination}");
                     var options = new ConvertOptions
                     {
-                        DestinationFormat = DestinationFormat == "Raw" ? ImageFormat.Raw : ImageFormat.Qcow2,
+                        DestinationFormat = format,
                         Compress = Compress,
                         CompressionType = CompressionType,
                         CompressionLevel = CompressionLevel,
@@ -123,7 +140,7 @@ namespace QcowPS.Cmdlets
                         Version = Version,
                         RefcountBits = RefcountBits,
                         BackingFile = BackingFile,
-                        BackingFormat = BackingFormat,
+                        BackingFormat = ImageFormats.QemuName(BackingFormat),
                         Threads = ThrottleLimit,
                         Overwrite = Force,
                         Sync = Sync,
@@ -141,6 +158,7 @@ namespace QcowPS.Cmdlets
                         return;
                     }
                     progress.Complete();
+                    WriteVerbose($"Wrote '{result.Destination}' ({ImageFormats.QemuName(result.DestinationFormat)}, {result.FileSize} bytes) from '{path}'");
                     WriteObject(result);
                 }
                 finally

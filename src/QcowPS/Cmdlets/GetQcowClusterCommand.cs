@@ -33,12 +33,20 @@ namespace QcowPS.Cmdlets
         [Parameter]
         public ImageFormat Format { get; set; } = ImageFormat.Auto;
 
+        /// <summary>The clusters of this internal snapshot (ID or name) instead of the current disk.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
+        public string Snapshot { get; set; }
+
         protected override void ProcessImage(string path)
         {
             var options = ReadOptions(Format);
             options.OpenBackingChain = Extent.IsPresent;
-            using (var disk = DiskImage.Open(path, options))
+            using (var image = OpenImage(path, options))
+            using (var view = Snapshot != null ? OpenSnapshotView(image, Snapshot) : null)
             {
+                var disk = view ?? image;
                 if (Offset > disk.Length)
                     throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Offset {Offset} is past the end of the disk ({disk.Length} bytes)");
                 long length = Math.Min(Length, disk.Length - Offset);
@@ -54,9 +62,10 @@ namespace QcowPS.Cmdlets
                     }
                     return;
                 }
-                if (!(disk is Qcow2Image image))
-                    throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a {disk.Format} image; only qcow2 images have L2 entries (use -Extent for the allocation map)");
-                foreach (var c in ImageInspector.Clusters(image, Offset, length, Allocated))
+                if (!(image is Qcow2Image qcow))
+                    throw new QcowException(QcowErrorKind.WrongFormat, path, $"'{path}' is a {ImageFormats.QemuName(image.Format)} image; only qcow2 images have L2 entries (use -Extent for the allocation map)");
+                var snapshot = Snapshot != null ? SnapshotSelector.ByIdOrName(qcow, Snapshot) : null;
+                foreach (var c in ImageInspector.Clusters(qcow, Offset, length, Allocated, snapshot))
                 {
                     if (Stopping) return;
                     WriteObject(c);

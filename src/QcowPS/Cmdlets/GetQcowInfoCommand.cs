@@ -19,15 +19,28 @@ namespace QcowPS.Cmdlets
         protected override void ProcessImage(string path)
         {
             var options = ReadOptions(Format);
-            // Like qemu-img info: the image's own fields need no backing file; -BackingChain opens them all.
-            options.OpenBackingChain = BackingChain.IsPresent;
             // Describe, close, then emit: a command later in the pipeline may want to open the image for writing.
             var results = new System.Collections.Generic.List<QcowImageInfo>();
-            using (var disk = DiskImage.Open(path, options))
+            if (BackingChain)
             {
-                if (!BackingChain) results.Add(ImageInspector.Describe(disk));
-                else foreach (var layer in DiskImage.Layers(disk)) results.Add(ImageInspector.Describe(layer));
+                // Layer by layer: the layers that open are emitted even when a deeper one is missing, then the error.
+                try
+                {
+                    ImageInspector.DescribeChain(path, options, results);
+                }
+                finally
+                {
+                    foreach (var info in results)
+                    {
+                        WriteVerbose($"Opened '{info.Path}' as {ImageFormats.QemuName(info.Format)}");
+                        WriteObject(info);
+                    }
+                }
+                return;
             }
+            // Like qemu-img info: the image's own fields need no backing file.
+            options.OpenBackingChain = false;
+            using (var disk = OpenImage(path, options)) results.Add(ImageInspector.Describe(disk));
             foreach (var info in results) WriteObject(info);
         }
     }

@@ -1,17 +1,16 @@
 using System.Management.Automation;
-using QcowPS.Engine;
 using QcowPS.Engine.Operations;
-using QcowPS.Engine.Qcow2;
+using QcowPS.Infrastructure;
 
 namespace QcowPS.Cmdlets
 {
-    /// <summary>Lists the entries of a metadata table: L1, L2, refcount table or refcount blocks.</summary>
+    /// <summary>Lists the entries of a metadata table: L1 (the default), L2, refcount table or refcount blocks.</summary>
     [Cmdlet(VerbsCommon.Get, "QcowTable", DefaultParameterSetName = PathSet)]
     [OutputType(typeof(QcowTableEntry))]
     public sealed class GetQcowTableCommand : ReadImageCmdlet
     {
-        [Parameter(Mandatory = true, Position = 1)]
-        public QcowTableKind Table { get; set; }
+        [Parameter(Position = 1)]
+        public QcowTableKind Table { get; set; } = QcowTableKind.L1;
 
         /// <summary>L1 and RefcountTable: the entry; L2: the L1 index of the table; RefcountBlock: the refcount table index of the block.</summary>
         [Parameter]
@@ -22,11 +21,18 @@ namespace QcowPS.Cmdlets
         [Parameter]
         public SwitchParameter NonZero { get; set; }
 
+        /// <summary>The L1 and L2 tables of this internal snapshot (ID or name) instead of the active ones.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
+        public string Snapshot { get; set; }
+
         protected override void ProcessImage(string path)
         {
-            using (var disk = OpenQcow2(path))
+            using (var image = OpenQcow2(path))
             {
-                foreach (var entry in ImageInspector.Table((Qcow2Image)disk, Table, Index, NonZero))
+                var snapshot = Snapshot == null ? null : SnapshotSelector.ByIdOrName(image, Snapshot);
+                foreach (var entry in ImageInspector.Table(image, Table, Index, NonZero, snapshot))
                 {
                     if (Stopping) return;
                     WriteObject(entry);

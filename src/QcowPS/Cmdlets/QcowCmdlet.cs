@@ -36,9 +36,10 @@ namespace QcowPS.Cmdlets
                     }
                     else
                     {
-                        // A name that exists as written is that file, even when it contains [ ] (vm[1].qcow2):
-                        // objects piped by their Path property must not be re-expanded as wildcards.
-                        if (WildcardPattern.ContainsWildcardCharacters(path))
+                        // -Path on the command line is a wildcard, as with Get-Item ('vm[1].qcow2' matches vm1.qcow2).
+                        // A path that arrived from the pipeline came from an object we (or Get-Item) emitted, which
+                        // holds the file's real name: when a file of that name exists, it is that file.
+                        if (!PathBoundOnCommandLine && WildcardPattern.ContainsWildcardCharacters(path))
                         {
                             string asWritten = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo literalProvider, out _);
                             if (literalProvider?.ImplementingType == typeof(Microsoft.PowerShell.Commands.FileSystemProvider) && File.Exists(asWritten))
@@ -62,12 +63,12 @@ namespace QcowPS.Cmdlets
                             any = true;
                         }
                         if (!any && WildcardPattern.ContainsWildcardCharacters(path) && resolved.Count == 0)
-                            WriteError(NotFound(path, path));
+                            WriteError(NotFound(path, SessionState.Path.GetUnresolvedProviderPathFromPSPath(path)));
                     }
                 }
                 catch (ItemNotFoundException e)
                 {
-                    WriteError(new ErrorRecord(e, "QcowPS.FileNotFound", ErrorCategory.ObjectNotFound, path));
+                    WriteError(new ErrorRecord(e, "QcowPS.FileNotFound", ErrorCategory.ObjectNotFound, FullPathOrAsTyped(path)));
                 }
                 catch (System.Management.Automation.DriveNotFoundException e)
                 {
@@ -93,9 +94,24 @@ namespace QcowPS.Cmdlets
             return false;
         }
 
+        /// <summary>Error targets are full paths (the file the error is about), whatever was typed.</summary>
+        private string FullPathOrAsTyped(string path)
+        {
+            try { return SessionState.Path.GetUnresolvedProviderPathFromPSPath(path); }
+            catch (Exception e) when (e is ItemNotFoundException || e is System.Management.Automation.DriveNotFoundException || e is ProviderNotFoundException || e is NotSupportedException) { return path; }
+        }
+
         private static ErrorRecord NotFound(string path, string resolved) =>
             new ErrorRecord(new FileNotFoundException($"Cannot find image file '{resolved}' because it does not exist.", resolved),
-                "QcowPS.FileNotFound", ErrorCategory.ObjectNotFound, path);
+                "QcowPS.FileNotFound", ErrorCategory.ObjectNotFound, resolved);
+
+        /// <summary>True when -Path was typed on the command line (not bound from the pipeline); set in BeginProcessing.</summary>
+        protected bool PathBoundOnCommandLine { get; private set; }
+
+        protected override void BeginProcessing()
+        {
+            PathBoundOnCommandLine = MyInvocation.BoundParameters.ContainsKey("Path");
+        }
 
         /// <summary>Runs one per-file action, turning engine errors into non-terminating errors for that file.</summary>
         protected void ForEachFile(IEnumerable<string> files, Action<string> action)
@@ -128,22 +144,46 @@ namespace QcowPS.Cmdlets
         /// <summary>Read-only opens take QEMU's shared lock unless -ForceShare (qemu-img -U) says not to.</summary>
         protected virtual LockMode ReadLock => LockMode.Default;
 
-        protected OpenOptions ReadOptions(ImageFormat format) => new OpenOptions { Format = format, Writable = false, Lock = ReadLock };
+        /// <summary>
+        /// Read-only opens of files the user named: a file with no known magic reads as raw (as qemu-img
+        /// does), and the output says Raw. Backing files never do (see DiskImage).
+        /// </summary>
+        protected OpenOptions ReadOptions(ImageFormat format) => new OpenOptions { Format = format, Writable = false, Lock = ReadLock, UnrecognisedAsRaw = true };
+
+        /// <summary>Opens an image, saying with -Verbose what was opened as what, and which layers its chain has.</summary>
+        protected VirtualDisk OpenImage(string path, OpenOptions options)
+        {
+            var disk = DiskImage.Open(path, options);
+            WriteVerbose($"Opened '{disk.Path}' as {ImageFormats.QemuName(disk.Format)}{(options.Writable ? " for writing" : "")}" +
+                (disk.Backing != null ? $", backed by {string.Join(" -> ", System.Linq.Enumerable.Select(System.Linq.Enumerable.Skip(DiskImage.Layers(disk), 1), l => $"'{l.Path}' ({ImageFormats.QemuName(l.Format)})"))}" : ""));
+            return disk;
+        }
+
+        /// <summary>
+        /// The snapshot a -Snapshot argument names (an ID, else SnapshotSelector's name rule), read-only;
+        /// only qcow2 images have internal snapshots. Dispose the view before the image.
+        /// </summary>
+        protected VirtualDisk OpenSnapshotView(VirtualDisk disk, string snapshot)
+        {
+            if (!(disk is Engine.Qcow2.Qcow2Image image))
+                throw new QcowException(QcowErrorKind.WrongFormat, disk.Path, $"'{disk.Path}' is a {ImageFormats.QemuName(disk.Format)} image, which has no internal snapshots");
+            var selected = SnapshotSelector.ByIdOrName(image, snapshot);
+            WriteVerbose($"Reading snapshot '{selected.Name}' (ID {selected.Id}) of '{image.Path}'");
+            return image.OpenSnapshot(selected.Id);
+        }
 
         /// <summary>Opens one image that must be qcow2 (snapshots, tables, writes), without its backing chain.</summary>
         protected Engine.Qcow2.Qcow2Image OpenQcow2(string path, bool writable = false, bool backingChain = false, bool allowCorrupt = false)
         {
-            // A QED or raw file is the wrong kind of image; a file with no known magic is a damaged qcow2 image.
-            var probed = DiskImage.Probe(path);
-            var disk = DiskImage.Open(path, new OpenOptions
+            // Raw data, a text file or a QED image is the wrong kind of file: one error id for all of them.
+            var options = new OpenOptions
             {
-                Format = probed == ImageFormat.Auto ? ImageFormat.Qcow2 : probed, Writable = writable, OpenBackingChain = backingChain,
+                Writable = writable, OpenBackingChain = backingChain,
                 AllowCorrupt = allowCorrupt, RepairDirty = !allowCorrupt, Lock = writable ? LockMode.Default : ReadLock,
-            });
-            if (disk is Engine.Qcow2.Qcow2Image image) return image;
-            var format = disk.Format;
-            disk.Dispose();
-            throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a {format} image; this needs a qcow2 image");
+            };
+            var image = DiskImage.OpenAs<Engine.Qcow2.Qcow2Image>(path, options, "a qcow2 image");
+            WriteVerbose($"Opened '{image.Path}' as qcow2{(writable ? " for writing" : "")}");
+            return image;
         }
     }
 

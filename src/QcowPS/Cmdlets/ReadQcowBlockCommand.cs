@@ -29,6 +29,7 @@ namespace QcowPS.Cmdlets
 
         [Parameter]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string Snapshot { get; set; }
 
         [Parameter]
@@ -49,6 +50,7 @@ namespace QcowPS.Cmdlets
 
         protected override void BeginProcessing()
         {
+            base.BeginProcessing();
             if (Raw && OutFile != null)
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "-Raw and -OutFile cannot be used together."));
         }
@@ -64,18 +66,13 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
-            using (var image = DiskImage.Open(path, ReadOptions(Format)))
+            using (var image = OpenImage(path, ReadOptions(Format)))
             {
                 VirtualDisk disk = image;
                 VirtualDisk snapshotView = null;
                 try
                 {
-                    if (Snapshot != null)
-                    {
-                        if (!(image is Qcow2Image q))
-                            throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is a {image.Format} image, which has no internal snapshots");
-                        disk = snapshotView = q.OpenSnapshot(Snapshot);
-                    }
+                    if (Snapshot != null) disk = snapshotView = OpenSnapshotView(image, Snapshot);
                     long length = Length < 0 ? Math.Max(0, disk.Length - Offset) : Length;
                     if (Offset > disk.Length || length > disk.Length - Offset)
                         throw new QcowException(QcowErrorKind.InvalidArgument, path,
@@ -84,11 +81,16 @@ namespace QcowPS.Cmdlets
                     else if (OutFile != null) CopyToFile(disk, length);
                     else
                     {
+                        // -Verbose: which layer of the chain answered, and for how many bytes.
+                        var answered = new System.Collections.Generic.Dictionary<string, long>();
                         foreach (var block in ImageInspector.Blocks(disk, Offset, length, ImageInspector.PieceSize(disk)))
                         {
                             block.Path = path;
+                            string layer = block.LayerPath ?? "(no layer: reads as zeros)";
+                            answered[layer] = (answered.TryGetValue(layer, out long n) ? n : 0) + block.Length;
                             WriteObject(block);
                         }
+                        foreach (var pair in answered) WriteVerbose($"{pair.Value} bytes from '{pair.Key}'");
                     }
                 }
                 finally
@@ -116,45 +118,12 @@ namespace QcowPS.Cmdlets
             if (layer != null)
                 throw new QcowException(QcowErrorKind.InvalidArgument, target,
                     $"-OutFile '{target}' is {(ReferenceEquals(layer, disk) ? "the image being read" : "a backing file of the image being read")}; choose another file");
-            if (File.Exists(target) && !Force)
-                throw new QcowException(QcowErrorKind.AlreadyExists, target, $"'{target}' already exists; use -Force to replace it");
+            Engine.IO.NewFile.CheckCanCreate(target, Force);
             if (!ShouldProcess(target, $"Write {length} bytes of guest data from '{disk.Path}'")) return;
             _outFileWritten = target;
-            // A few clusters at a time: bounded memory whatever the disk size.
-            int chunk = Math.Max(256 << 10, 4 * ImageInspector.PieceSize(disk));
-            var buffer = new byte[(int)Math.Min(chunk, Math.Max(length, 1))];
             var progress = new ProgressReporter(this, 1, $"Reading {disk.Path}", $"Writing {target}");
-            using (var output = new FileStream(target, FileMode.Create, FileAccess.Write, FileShare.Read))
-            {
-                for (long done = 0; done < length;)
-                {
-                    int n = (int)Math.Min(buffer.Length, length - done);
-                    // Runs that read as zeros anywhere in the chain become holes in the output, not written zeros.
-                    var extent = disk.GetChainExtent(Offset + done, n);
-                    if (extent.Type != ClusterType.Normal && extent.Type != ClusterType.Compressed)
-                    {
-                        n = (int)extent.Length;
-                    }
-                    else
-                    {
-                        // Read data runs to their end, so the zero run after them is skipped, not written.
-                        long run = extent.Length;
-                        while (run < n)
-                        {
-                            var next = disk.GetChainExtent(Offset + done + run, n - run);
-                            if (next.Type != ClusterType.Normal && next.Type != ClusterType.Compressed) break;
-                            run += next.Length;
-                        }
-                        n = (int)Math.Min(n, run);
-                        disk.Read(Offset + done, buffer, 0, n);
-                        output.Position = done;
-                        output.Write(buffer, 0, n);
-                    }
-                    done += n;
-                    progress.Report(done, length);
-                }
-                output.SetLength(length);
-            }
+            RawExporter.Export(disk, Offset, length, target, Force, progress.Report);
+            WriteVerbose($"Wrote {length} bytes of guest data to '{target}'");
             progress.Complete();
         }
     }

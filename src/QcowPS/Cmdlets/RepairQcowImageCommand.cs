@@ -19,6 +19,7 @@ namespace QcowPS.Cmdlets
 
         protected override void BeginProcessing()
         {
+            base.BeginProcessing();
             if (Leaks && All)
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "Use -Leaks or -All, not both."));
         }

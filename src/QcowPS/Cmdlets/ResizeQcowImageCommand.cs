@@ -21,22 +21,18 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
-            long size = (Size + 511) & ~511L;
-            long current;
+            long size, current;
             using (var image = OpenQcow2(path))
             {
                 current = image.Length;
-                if (size < current && !AllowShrink)
-                    throw new QcowException(QcowErrorKind.InvalidArgument, path,
-                        $"Shrinking '{path}' from {current} to {size} bytes loses data; use -AllowShrink to do it anyway");
-                if (size < current && image.Snapshots.Count > 0)
-                    throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' has internal snapshots; an image with snapshots cannot shrink");
+                size = image.CheckResize(Size, AllowShrink);
             }
             if (!ShouldProcess(path, $"Resize from {current} to {size} bytes")) return;
             QcowImageInfo info;
             using (var image = OpenQcow2(path, writable: true))
             {
                 image.Resize(size, AllowShrink);
+                WriteVerbose($"Resized '{path}' from {current} to {size} bytes");
                 info = ImageInspector.Describe(image);
             }
             WriteObject(info);

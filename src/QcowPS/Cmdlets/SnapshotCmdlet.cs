@@ -1,4 +1,4 @@
-using System.Linq;
+using System.Collections.Generic;
 using System.Management.Automation;
 using QcowPS.Engine;
 using QcowPS.Engine.Qcow2;
@@ -6,52 +6,62 @@ using QcowPS.Infrastructure;
 
 namespace QcowPS.Cmdlets
 {
-    /// <summary>Shared by Remove- and Restore-QcowSnapshot: the snapshot by -Name or -Id, from the pipeline too.</summary>
+    /// <summary>
+    /// Shared by Remove- and Restore-QcowSnapshot: the snapshot by -Name (SnapshotSelector's rule:
+    /// exact, else case-insensitive with wildcards) or -Id, from the pipeline too ('snap1' | Remove-QcowSnapshot disk.qcow2).
+    /// </summary>
     public abstract class SnapshotCmdlet : ImageCmdlet
     {
-        protected const string ByName = "Name";
-
-        [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
+        [Parameter(Position = 1, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string Name { get; set; }
 
         /// <summary>The snapshot ID (preferred over -Name when both arrive from Get-QcowSnapshot).</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(SnapshotIdCompleter))]
         public string Id { get; set; }
 
-        /// <summary>The snapshot -Id (or else -Name) selects, or a SnapshotNotFound error.</summary>
-        protected Qcow2Snapshot Select(Qcow2Image image)
-        {
-            var s = Id != null ? image.Snapshots.FirstOrDefault(x => x.Id == Id) : image.Snapshots.FirstOrDefault(x => x.Name == Name);
-            if (s == null)
-                throw new QcowException(QcowErrorKind.SnapshotNotFound, image.Path,
-                    $"No snapshot with {(Id != null ? $"ID '{Id}'" : $"name '{Name}'")} in '{image.Path}'");
-            return s;
-        }
+        /// <summary>-Id when given, else -Name.</summary>
+        private protected SnapshotSelector Selector => Id != null ? new SnapshotSelector(null, new[] { Id }) : new SnapshotSelector(new[] { Name }, null);
 
         /// <summary>
-        /// Finds the snapshot on a read-only open, asks ShouldProcess, and only then opens the image for
-        /// writing (a writable open may repair a dirty image, which -WhatIf must not do).
+        /// Finds the snapshots on a read-only open, asks ShouldProcess for each, and only then opens the
+        /// image for writing (a writable open may repair a dirty image, which -WhatIf must not do).
         /// </summary>
-        protected void Change(string path, System.Func<Qcow2Snapshot, string> describe, System.Action<Qcow2Image, Qcow2Snapshot> change)
+        protected void Change(string path, bool exactlyOne, System.Func<Qcow2Snapshot, string> describe, System.Action<Qcow2Image, Qcow2Snapshot> change)
         {
             if (Id == null && Name == null)
                 ThrowTerminatingError(ErrorRecords.Argument("SnapshotNotSpecified", path, "Give the snapshot with -Name or -Id (or pipe it from Get-QcowSnapshot)."));
-            Qcow2Snapshot target;
-            using (var image = OpenQcow2(path)) target = Select(image);
-            if (!ShouldProcess(path, describe(target))) return;
-            using (var image = OpenQcow2(path, writable: true)) change(image, Select(image));
+            var targets = new List<Qcow2Snapshot>();
+            var misses = new List<QcowException>();
+            using (var image = OpenQcow2(path))
+            {
+                if (exactlyOne) targets.Add(Selector.SelectOne(image));
+                else targets.AddRange(Selector.Select(image, misses.Add));
+            }
+            foreach (var miss in misses) WriteError(ErrorRecords.From(miss, path));
+            var confirmed = targets.FindAll(s => ShouldProcess(path, describe(s)));
+            if (confirmed.Count == 0) return;
+            using (var image = OpenQcow2(path, writable: true))
+                foreach (var s in confirmed)
+                {
+                    WriteVerbose($"{describe(s)} in '{path}'");
+                    change(image, s);
+                }
         }
     }
 
-    /// <summary>Deletes an internal snapshot, like qemu-img snapshot -d.</summary>
-    [Cmdlet(VerbsCommon.Remove, "QcowSnapshot", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    /// <summary>Deletes internal snapshots, like qemu-img snapshot -d; -Name takes wildcards.</summary>
+    /// <remarks>ConfirmImpact High: a deleted snapshot's clusters are freed at once and cannot be brought back.</remarks>
+    [Cmdlet(VerbsCommon.Remove, "QcowSnapshot", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
     [OutputType(typeof(void))]
     public sealed class RemoveQcowSnapshotCommand : SnapshotCmdlet
     {
         protected override void ProcessImage(string path) =>
-            Change(path, s => $"Delete snapshot '{s.Name}' (ID {s.Id})", (image, s) => image.DeleteSnapshot(s.Id));
+            Change(path, false, s => $"Delete snapshot '{s.Name}' (ID {s.Id})", (image, s) => image.DeleteSnapshot(s.Id));
     }
 
     /// <summary>Reverts the disk to an internal snapshot, like qemu-img snapshot -a.</summary>
@@ -60,6 +70,6 @@ namespace QcowPS.Cmdlets
     public sealed class RestoreQcowSnapshotCommand : SnapshotCmdlet
     {
         protected override void ProcessImage(string path) =>
-            Change(path, s => $"Revert the disk to snapshot '{s.Name}' (ID {s.Id}), discarding changes made since", (image, s) => image.ApplySnapshot(s.Id));
+            Change(path, true, s => $"Revert the disk to snapshot '{s.Name}' (ID {s.Id}), discarding changes made since", (image, s) => image.ApplySnapshot(s.Id));
     }
 }

@@ -9,7 +9,7 @@ namespace QcowPS.Cmdlets
     [OutputType(typeof(bool), typeof(QcowCheckResult))]
     public sealed class TestQcowImageCommand : ReadImageCmdlet
     {
-        /// <summary>The full report instead of $true/$false.</summary>
+        /// <summary>The full report instead of $true/$false (which is the report's IsClean).</summary>
         [Parameter]
         public SwitchParameter Detailed { get; set; }
 
@@ -21,7 +21,7 @@ namespace QcowPS.Cmdlets
             progress.Complete();
             result.Path = path;
             if (Detailed) WriteObject(result);
-            else WriteObject(result.IsConsistent && result.Leaks == 0);
+            else WriteObject(result.IsClean);
         }
     }
 }

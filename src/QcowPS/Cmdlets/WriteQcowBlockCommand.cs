@@ -3,57 +3,91 @@ using System.Collections.Generic;
 using System.IO;
 using System.Management.Automation;
 using QcowPS.Engine;
+using QcowPS.Engine.IO;
 using QcowPS.Engine.Operations;
 using QcowPS.Infrastructure;
 
 namespace QcowPS.Cmdlets
 {
-    /// <summary>Writes guest data at an offset (like qemu-io -c write, nbd_pwrite), or zeros with -Zero.</summary>
-    [Cmdlet(VerbsCommunications.Write, "QcowBlock", DefaultParameterSetName = DataSet, SupportsShouldProcess = true)]
+    /// <summary>
+    /// Writes guest data at an offset (like qemu-io -c write, nbd_pwrite): -Data, the bytes of -InputFile,
+    /// or zeros with -Zero. A file with no known magic is written only when -Format Raw says it is raw.
+    /// </summary>
+    /// <remarks>
+    /// The image comes from -Path/-LiteralPath or the pipeline, like every image cmdlet, so what is
+    /// written is chosen by -Data, -InputFile or -Zero (one of them) rather than by parameter sets,
+    /// which would have to multiply with the path sets. Bytes piped in (when -Data is not given) are
+    /// collected and written once at the end, to the images named on the command line.
+    /// </remarks>
+    [Cmdlet(VerbsCommunications.Write, "QcowBlock", DefaultParameterSetName = PathSet, SupportsShouldProcess = true)]
     [OutputType(typeof(QcowBlock))]
-    public sealed class WriteQcowBlockCommand : QcowCmdlet
+    public sealed class WriteQcowBlockCommand : ImageCmdlet
     {
-        private const string DataSet = "Data";
-        private const string FileSet = "InputFile";
-        private const string ZeroSet = "Zero";
-
-        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [SupportsWildcards]
-        public string Path { get; set; }
-
         [Parameter(Position = 1)]
         [SizeTransformation]
         [ValidateRange(0, long.MaxValue)]
         public long Offset { get; set; }
 
         /// <summary>Bytes to write: a byte[] (whole, or byte by byte from the pipeline).</summary>
-        [Parameter(Mandatory = true, Position = 2, ParameterSetName = DataSet, ValueFromPipeline = true)]
+        [Parameter(Position = 2, ValueFromPipeline = true)]
         [AllowEmptyCollection]
         public byte[] Data { get; set; }
 
-        [Parameter(Mandatory = true, ParameterSetName = FileSet)]
+        [Parameter]
         [ValidateNotNullOrEmpty]
         public string InputFile { get; set; }
 
-        [Parameter(Mandatory = true, ParameterSetName = ZeroSet)]
+        [Parameter]
         public SwitchParameter Zero { get; set; }
 
-        [Parameter(Mandatory = true, ParameterSetName = ZeroSet)]
+        /// <summary>Bytes to zero (with -Zero).</summary>
+        [Parameter]
         [SizeTransformation]
         [ValidateRange(1, long.MaxValue)]
         public long Length { get; set; }
+
+        /// <summary>The image's format; Auto reads the magic, and a file without one needs -Format Raw.</summary>
+        [Parameter]
+        public ImageFormat Format { get; set; } = ImageFormat.Auto;
 
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
         private readonly List<byte[]> _pieces = new List<byte[]>();
         private long _pieceBytes;
+        private bool _dataFromPipeline;
+        private string _input;
+
+        protected override void BeginProcessing()
+        {
+            base.BeginProcessing();
+            int sources = (MyInvocation.BoundParameters.ContainsKey("Data") ? 1 : 0) + (InputFile != null ? 1 : 0) + (Zero ? 1 : 0);
+            if (sources > 1)
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "Give one of -Data, -InputFile and -Zero."));
+            if (Zero && !MyInvocation.BoundParameters.ContainsKey("Length"))
+                ThrowTerminatingError(ErrorRecords.Argument("MissingLength", null, "-Zero needs -Length: how many bytes to zero."));
+            if (!Zero && MyInvocation.BoundParameters.ContainsKey("Length"))
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "-Length goes with -Zero (the length of -Data and -InputFile is theirs)."));
+            _dataFromPipeline = sources == 0;
+            if (_dataFromPipeline && !MyInvocation.BoundParameters.ContainsKey("Path") && !MyInvocation.BoundParameters.ContainsKey("LiteralPath"))
+                ThrowTerminatingError(ErrorRecords.Argument("MissingData", null, "Give the bytes with -Data, -InputFile or -Zero (or pipe bytes to it with -Path given)."));
+            if (InputFile != null)
+            {
+                var inputs = ResolveExistingPaths(new[] { InputFile }, true);
+                if (inputs.Count != 1) ThrowTerminatingError(ErrorRecords.Make("FileNotFound", ErrorCategory.ObjectNotFound, InputFile, $"-InputFile '{InputFile}' was not found."));
+                _input = inputs[0];
+            }
+        }
 
         protected override void ProcessRecord()
         {
+            if (!_dataFromPipeline)
+            {
+                ForEachFile(OneImage(), ProcessImage);
+                return;
+            }
             // Piped byte arrays arrive one byte (or one array) at a time: collect them, write once at the end.
-            if (ParameterSetName == DataSet && Data != null)
+            if (Data != null)
             {
                 _pieces.Add(Data);
                 _pieceBytes += Data.Length;
@@ -62,59 +96,57 @@ namespace QcowPS.Cmdlets
 
         protected override void EndProcessing()
         {
-            var files = ResolveExistingPaths(new[] { Path }, false);
-            if (files.Count > 1)
-                ThrowTerminatingError(ErrorRecords.Argument("OneImageOnly", Path, $"'{Path}' matches {files.Count} images; Write-QcowBlock writes to one."));
-            ForEachFile(files, WriteTo);
+            if (!_dataFromPipeline) return;
+            Data = Join();
+            ForEachFile(OneImage(), ProcessImage);
         }
 
-        private void WriteTo(string path)
+        protected override void ProcessImage(string path)
         {
-            long length;
-            string what;
-            string input = null;
-            if (ParameterSetName == ZeroSet)
-            {
-                length = Length;
-                what = $"Zero {length} bytes at offset {Offset}";
-            }
-            else if (ParameterSetName == FileSet)
-            {
-                input = ResolveExistingPaths(new[] { InputFile }, true).Count == 1 ? SessionState.Path.GetUnresolvedProviderPathFromPSPath(InputFile) : null;
-                if (input == null) return;
-                length = new FileInfo(input).Length;
-                what = $"Write {length} bytes from '{input}' at offset {Offset}";
-            }
-            else
-            {
-                length = _pieceBytes;
-                what = $"Write {length} bytes at offset {Offset}";
-            }
+            long length = Zero ? Length : _input != null ? new FileInfo(_input).Length : Data.Length;
+            string what = Zero ? $"Zero {length} bytes at offset {Offset}"
+                : _input != null ? $"Write {length} bytes from '{_input}' at offset {Offset}"
+                : $"Write {length} bytes at offset {Offset}";
 
-            // Check the range on a read-only open first: -WhatIf must not open the image for writing
-            // (a writable open may repair a dirty image).
-            using (var probe = DiskImage.Open(path, new OpenOptions { OpenBackingChain = false }))
+            // Check the range on a read-only open first: -WhatIf must not open the image for writing (a
+            // writable open may repair a dirty image). No lock: a writer holding the image is refused by
+            // the writable open below, with a message about writing.
+            using (var probe = OpenImage(path, new OpenOptions { Format = Format, OpenBackingChain = false, Lock = LockMode.None }))
             {
                 if (Offset > probe.Length || length > probe.Length - Offset)
-                    throw new QcowException(QcowErrorKind.InvalidArgument, path,
-                        $"Offset {Offset} and length {length} reach past the end of the disk ({probe.Length} bytes) of '{path}'");
+                    throw new QcowException(QcowErrorKind.InvalidArgument, probe.Path,
+                        $"Offset {Offset} and length {length} reach past the end of the disk ({probe.Length} bytes) of '{probe.Path}'");
+                if (probe is Engine.Qcow2.Qcow2Image q && q.Header.BitmapCount > 0)
+                    WriteWarning($"'{probe.Path}' has {q.Header.BitmapCount} persistent dirty bitmap(s); QcowPS does not update them, so after this write they no longer list every changed block (QEMU treats them as inconsistent).");
             }
             if (!ShouldProcess(path, what)) return;
             var written = new List<QcowBlock>();
-            using (var disk = DiskImage.Open(path, new OpenOptions { Writable = true }))
+            using (var disk = OpenImage(path, new OpenOptions { Format = Format, Writable = true }))
             {
-                if (ParameterSetName == ZeroSet) disk.WriteZeroes(Offset, length);
-                else if (ParameterSetName == FileSet) CopyFromFile(disk, input, length);
-                else
+                if (Zero) disk.WriteZeroes(Offset, length);
+                else if (_input != null)
                 {
-                    long at = Offset;
-                    var joined = Join();
-                    disk.Write(at, joined, 0, joined.Length);
+                    var progress = new ProgressReporter(this, 2, $"Writing {disk.Path}", $"From {_input}");
+                    using (var source = new FileStream(_input, FileMode.Open, FileAccess.Read, FileShare.Read))
+                        DiskStreamWriter.Write(disk, Offset, source, length, progress.Report);
+                    progress.Complete();
                 }
+                else disk.Write(Offset, Data, 0, Data.Length);
                 disk.Flush();
+                WriteVerbose($"{what} of '{disk.Path}'");
                 if (PassThru) written.AddRange(ImageInspector.Blocks(disk, Offset, length, ImageInspector.PieceSize(disk)));
             }
             foreach (var block in written) WriteObject(block);
+        }
+
+        /// <summary>The image of this record: a wildcard that matches several images is refused, never written to all of them.</summary>
+        private List<string> OneImage()
+        {
+            var files = ResolveInputPaths();
+            if (files.Count > 1)
+                ThrowTerminatingError(ErrorRecords.Argument("OneImageOnly", files[0],
+                    $"'{string.Join("', '", IsLiteral ? LiteralPath : Path)}' matches {files.Count} images; Write-QcowBlock writes to one at a time."));
+            return files;
         }
 
         private byte[] Join()
@@ -128,31 +160,6 @@ namespace QcowPS.Cmdlets
                 at += p.Length;
             }
             return all;
-        }
-
-        private void CopyFromFile(VirtualDisk disk, string input, long length)
-        {
-            var buffer = new byte[(int)Math.Min(4 << 20, Math.Max(1, length))];
-            var progress = new ProgressReporter(this, 2, $"Writing {disk.Path}", $"From {input}");
-            using (var source = new FileStream(input, FileMode.Open, FileAccess.Read, FileShare.Read))
-            {
-                for (long done = 0; done < length;)
-                {
-                    int n = source.Read(buffer, 0, (int)Math.Min(buffer.Length, length - done));
-                    if (n <= 0) break;
-                    if (IsZero(buffer, n)) disk.WriteZeroes(Offset + done, n);
-                    else disk.Write(Offset + done, buffer, 0, n);
-                    done += n;
-                    progress.Report(done, length);
-                }
-            }
-            progress.Complete();
-        }
-
-        private static bool IsZero(byte[] buffer, int count)
-        {
-            for (int i = 0; i < count; i++) if (buffer[i] != 0) return false;
-            return true;
         }
     }
 }

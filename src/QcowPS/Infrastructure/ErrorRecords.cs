@@ -21,17 +21,21 @@ namespace QcowPS.Infrastructure
                 case QcowErrorKind.IoError: return ErrorCategory.WriteError;
                 case QcowErrorKind.Cancelled: return ErrorCategory.OperationStopped;
                 case QcowErrorKind.AlreadyExists: return ErrorCategory.ResourceExists;
+                case QcowErrorKind.WrongFormat: return ErrorCategory.InvalidData;
                 default: return ErrorCategory.NotSpecified;
             }
         }
 
+        /// <summary>
+        /// The record of an engine error. Its target is the full path of the file the error is about (the
+        /// destination of a conversion, a backing file), else the file the cmdlet was working on.
+        /// </summary>
         public static ErrorRecord From(QcowException e, object target)
         {
             var category = CategoryOf(e.Kind);
-            // I/O failures: reading or writing, as the engine's message says.
-            if (e.Kind == QcowErrorKind.IoError && (e.Message.StartsWith("Read", StringComparison.Ordinal) || e.Message.StartsWith("Cannot open", StringComparison.Ordinal)))
+            if (e.Kind == QcowErrorKind.IoError && (e.Operation == QcowOperation.Read || e.Operation == QcowOperation.Open))
                 category = ErrorCategory.ReadError;
-            return new ErrorRecord(e, e.ErrorId, category, target ?? e.FilePath);
+            return new ErrorRecord(e, e.ErrorId, category, e.FilePath ?? target);
         }
 
         public static ErrorRecord Make(string id, ErrorCategory category, object target, string message) =>
