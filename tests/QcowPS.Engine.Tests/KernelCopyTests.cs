@@ -23,16 +23,7 @@ namespace QcowPS.Engine.Tests
 
         private static ConvertOptions Options(string target, KernelCopyMode mode, Func<IHostFile, IHostFile> wrap = null)
         {
-            var o = target switch
-            {
-                "qcow2" => new ConvertOptions(),
-                "zlib" => new ConvertOptions { Compress = true },
-                "zstd" => new ConvertOptions { Compress = true, CompressionType = Qcow2CompressionType.Zstd },
-                "4k" => new ConvertOptions { ClusterSize = 4096 },
-                "v2" => new ConvertOptions { Version = 2 },
-                "raw" => new ConvertOptions { DestinationFormat = ImageFormat.Raw },
-                _ => throw new ArgumentException(target),
-            };
+            var o = ConvertTests.OptionsFor(target);
             o.Threads = 2;
             o.KernelCopyMode = mode;
             o.WrapDestination = wrap;
