@@ -23,7 +23,11 @@
 param(
     [int]$Runs = 3,
     [string]$DataDir = (Join-Path $PSScriptRoot 'data'),
-    [string[]]$Row
+    [string[]]$Row,
+    # Large: the 3 GiB disk (764 MiB of files); Small: a 1 GiB disk holding /usr/share/dotnet only.
+    [ValidateSet('Large', 'Small')][string]$DataSet = 'Large',
+    # Only the rows timed in one PowerShell session (bench/InSession.ps1), not the whole-process rows.
+    [switch]$InSessionOnly
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
@@ -34,20 +38,22 @@ foreach ($tool in 'qemu-img', 'mke2fs') {
     if (-not (Get-Command $tool -ErrorAction Ignore)) { throw "$tool is missing: apt-get install -y qemu-utils e2fsprogs" }
 }
 New-Item -ItemType Directory -Force -Path $DataDir | Out-Null
-$raw = Join-Path $DataDir 'disk.raw'
-$plain = Join-Path $DataDir 'disk-plain.qcow2'
-$zlib = Join-Path $DataDir 'disk-zlib.qcow2'
+$setPrefix = if ($DataSet -eq 'Small') { 'disk-1g' } else { 'disk' }
+$raw = Join-Path $DataDir "$setPrefix.raw"
+$plain = Join-Path $DataDir "$setPrefix-plain.qcow2"
+$zlib = Join-Path $DataDir "$setPrefix-zlib.qcow2"
+$setSize = if ($DataSet -eq 'Small') { '1G' } else { '3G' }
+$setFolders = if ($DataSet -eq 'Small') { @('/usr/share/dotnet') } else { @('/usr/share/dotnet', '/usr/share/doc') }
 $precompiledHome = Join-Path $DataDir 'pwsh-precompiled'
 
 # --- data ------------------------------------------------------------------------------------------
 if (-not (Test-Path $raw)) {
-    Write-Host "Preparing $raw (3 GiB ext4 with /usr/share/dotnet and /usr/share/doc)..."
+    Write-Host "Preparing $raw ($setSize ext4 with $($setFolders -join ' and '))..."
     $staging = Join-Path $DataDir 'staging'
     Remove-Item -Recurse -Force $staging -ErrorAction Ignore
     New-Item -ItemType Directory -Path $staging | Out-Null
-    & cp -a /usr/share/dotnet (Join-Path $staging 'dotnet')
-    & cp -a /usr/share/doc (Join-Path $staging 'doc')
-    & truncate -s 3G "$raw.tmp"
+    foreach ($folder in $setFolders) { & cp -a $folder (Join-Path $staging (Split-Path -Leaf $folder)) }
+    & truncate -s $setSize "$raw.tmp"
     & mke2fs -q -F -t ext4 -d $staging "$raw.tmp"
     if ($LASTEXITCODE -ne 0) { throw "mke2fs failed" }
     Remove-Item -Recurse -Force $staging
@@ -55,7 +61,7 @@ if (-not (Test-Path $raw)) {
 }
 if (-not (Test-Path $plain)) { & qemu-img convert -O qcow2 $raw $plain }
 if (-not (Test-Path $zlib)) { & qemu-img convert -c -O qcow2 $raw $zlib }
-if (-not (Test-Path (Join-Path $precompiledHome 'pwsh.dll'))) {
+if (-not $InSessionOnly -and -not (Test-Path (Join-Path $precompiledHome 'pwsh.dll'))) {
     Write-Host "Precompiling PowerShell $($PSVersionTable.PSVersion) into $precompiledHome (once)..."
     $compiled = Join-Path $DataDir 'pwsh-precompile-out'
     & dotnet publish (Join-Path $PSScriptRoot 'PwshPrecompile') -c Release -o $compiled "-p:PwshDir=$PSHOME" -nologo -v q | Out-Host
@@ -73,11 +79,16 @@ if (-not (Test-Path (Join-Path $precompiledHome 'pwsh.dll'))) {
 $out = Join-Path $DataDir 'out'
 New-Item -ItemType Directory -Force -Path $out | Out-Null
 $rows = @(
-    @{ Name = 'raw -> qcow2';                Src = $raw;   Qemu = @('-f', 'raw', '-O', 'qcow2');                          Ps = "-Format Raw" }
-    @{ Name = 'raw -> qcow2 compressed zlib'; Src = $raw;  Qemu = @('-f', 'raw', '-c', '-O', 'qcow2');                    Ps = "-Format Raw -Compress" }
-    @{ Name = 'raw -> qcow2 compressed zstd'; Src = $raw;  Qemu = @('-f', 'raw', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd'); Ps = "-Format Raw -Compress -CompressionType Zstd" }
-    @{ Name = 'zlib qcow2 -> raw';           Src = $zlib;  Qemu = @('-O', 'raw');                                          Ps = "-DestinationFormat Raw" }
-    @{ Name = 'plain qcow2 -> raw';          Src = $plain; Qemu = @('-O', 'raw');                                          Ps = "-DestinationFormat Raw" }
+    @{ Name = 'raw -> qcow2';                Src = $raw;   Qemu = @('-f', 'raw', '-O', 'qcow2');                          Ps = "-Format Raw"
+       Params = @{ Format = 'Raw' }; WarmName = 'warm.raw' }
+    @{ Name = 'raw -> qcow2 compressed zlib'; Src = $raw;  Qemu = @('-f', 'raw', '-c', '-O', 'qcow2');                    Ps = "-Format Raw -Compress"
+       Params = @{ Format = 'Raw'; Compress = $true }; WarmName = 'warm.raw' }
+    @{ Name = 'raw -> qcow2 compressed zstd'; Src = $raw;  Qemu = @('-f', 'raw', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd'); Ps = "-Format Raw -Compress -CompressionType Zstd"
+       Params = @{ Format = 'Raw'; Compress = $true; CompressionType = 'Zstd' }; WarmName = 'warm.raw' }
+    @{ Name = 'zlib qcow2 -> raw';           Src = $zlib;  Qemu = @('-O', 'raw');                                          Ps = "-DestinationFormat Raw"
+       Params = @{ DestinationFormat = 'Raw' }; WarmName = 'warm-zlib.qcow2' }
+    @{ Name = 'plain qcow2 -> raw';          Src = $plain; Qemu = @('-O', 'raw');                                          Ps = "-DestinationFormat Raw"
+       Params = @{ DestinationFormat = 'Raw' }; WarmName = 'warm-plain.qcow2' }
 )
 if ($Row) {
     $patterns = $Row | ForEach-Object { $_ -split ',' } | ForEach-Object { $_.Trim() }  # -File passes 'a,b' as one string
@@ -112,6 +123,26 @@ function Get-PwshCommand([string]$PwshHome) {
 $toolPwsh = Get-PwshCommand $PSHOME
 $precompiledPwsh = Get-PwshCommand $precompiledHome
 Write-Host "QcowPS runs in: $($toolPwsh -join ' ') (the tool package) and $($precompiledPwsh -join ' ') (precompiled)"
+
+# --- in session ------------------------------------------------------------------------------------
+# One PowerShell, the module imported once and warmed, every row taken in turn with qemu-img (as a
+# runbook converting many images sees it); the whole-process rows below follow.
+$sessionRows = @($rows | ForEach-Object { [ordered]@{ Name = $_.Name; Src = $_.Src; Qemu = $_.Qemu; Ps = $_.Params; WarmName = $_.WarmName } })
+$warmSource = Join-Path $DataDir 'warm-source.raw'
+if (-not (Test-Path $warmSource)) {
+    # 64 MiB of the data set's first clusters: file-system metadata and files, enough to compile every path.
+    & qemu-img dd -f raw -O raw bs=1M count=64 "if=$raw" "of=$warmSource.tmp"
+    Move-Item "$warmSource.tmp" $warmSource
+}
+$sessionExe, $sessionRest = Get-PwshCommand $PSHOME
+$sessionJson = & $sessionExe @sessionRest -NoProfile -NonInteractive -File (Join-Path $PSScriptRoot 'InSession.ps1') `
+    -RowsJson (ConvertTo-Json -Depth 5 -Compress $sessionRows) -Runs $Runs -OutDir $out -WarmSource $warmSource
+if ($LASTEXITCODE) { throw "The in-session benchmark failed" }
+$sessionResults = $sessionJson | ConvertFrom-Json
+Write-Host "In session ($DataSet data set, $(if ($env:QCOWPS_KERNEL_COPY) { "QCOWPS_KERNEL_COPY=$env:QCOWPS_KERNEL_COPY" } else { 'kernel copy: default' })):"
+$sessionResults | Format-Table -AutoSize | Out-String -Width 400 | Write-Host
+if ($InSessionOnly) { return $sessionResults }
+
 
 $results = foreach ($r in $rows) {
     $qemuOut = Join-Path $out 'qemu.out'

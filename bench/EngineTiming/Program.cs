@@ -14,9 +14,13 @@ switch (mode)
     case "zlib": options.Compress = true; break;
     case "zstd": options.Compress = true; options.CompressionType = Qcow2CompressionType.Zstd; break;
 }
-var watch = Stopwatch.StartNew();
+// QCOWPS_TIMING_REPEAT=n: convert n times in this process and report each (the later ones are warm, as in a session).
+int repeat = int.TryParse(Environment.GetEnvironmentVariable("QCOWPS_TIMING_REPEAT"), out int rr) && rr > 0 ? rr : 1;
+for (int iteration = 0; iteration < repeat; iteration++)
 using (var disk = DiskImage.Open(source, new OpenOptions { Format = format }))
 {
+    ImageConverter.ResetTiming();
+    var watch = Stopwatch.StartNew();
     var r = ImageConverter.Convert(disk, dest, options);
     Console.WriteLine(ImageConverter.TimingReport()); Console.WriteLine($"{mode}: {watch.Elapsed.TotalSeconds:F2} s, {r.FileSize / 1048576.0:F1} MiB, data {r.DataClusters} compressed {r.CompressedClusters} zero {r.ZeroClusters}; peak {Process.GetCurrentProcess().PeakWorkingSet64 >> 20} MiB; GCs {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}");
 }

@@ -79,6 +79,12 @@ namespace QcowPS.Engine
         /// </summary>
         public abstract DiskExtent GetExtent(long offset, long maxLength);
 
+        /// <summary>
+        /// The host file whose bytes at a Normal extent's HostOffset are the guest bytes as they are, so
+        /// that a conversion can have the kernel copy them; null when this layer has no such file.
+        /// </summary>
+        protected internal virtual IO.IHostFile StoredDataFile => null;
+
         /// <summary>Reads bytes of a Normal or Compressed extent of this layer.</summary>
         protected internal abstract void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count);
 

@@ -26,7 +26,7 @@ namespace QcowPS.Engine.Tests
                     yield return new object[] { k, t[0] };
         }
 
-        private static ConvertOptions OptionsFor(string target) => target switch
+        internal static ConvertOptions OptionsFor(string target) => target switch
         {
             "qcow2" => new ConvertOptions(),
             "zlib" => new ConvertOptions { Compress = true },

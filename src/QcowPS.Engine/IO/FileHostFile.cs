@@ -159,7 +159,12 @@ namespace QcowPS.Engine.IO
         {
             if (TransferPositional(true, offset, buffer, index, count) < count)
                 throw QcowException.Io(QcowOperation.Write, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' stopped short");
-            long end = offset + count;
+            GrowLength(offset + count);
+        }
+
+        /// <summary>Raises the known length to end, if that is further, without a lock (writers run in parallel).</summary>
+        private void GrowLength(long end)
+        {
             long current;
             while (end > (current = Interlocked.Read(ref _length)) && Interlocked.CompareExchange(ref _length, end, current) != current) { }
         }
@@ -213,6 +218,64 @@ namespace QcowPS.Engine.IO
                     throw QcowException.Io(QcowOperation.Write, Path, $"Write of {count} bytes at 0x{offset:X} in '{Path}' failed: {e.Message}", e);
                 }
             }
+        }
+
+        [DllImport("libc", EntryPoint = "copy_file_range", SetLastError = true)]
+        private static extern IntPtr CopyFileRange(int inFd, ref long inOffset, int outFd, ref long outOffset, UIntPtr count, uint flags);
+
+        /// <summary>One copy_file_range call: bytes copied, or -1 with errno set.</summary>
+        internal delegate long CopyFileRangeCall(int inFd, long inOffset, int outFd, long outOffset, long count, out int errno);
+
+        private static long CallCopyFileRange(int inFd, long inOffset, int outFd, long outOffset, long count, out int errno)
+        {
+            long n = (long)CopyFileRange(inFd, ref inOffset, outFd, ref outOffset, (UIntPtr)count, 0);
+            errno = n < 0 ? Marshal.GetLastWin32Error() : 0;
+            return n;
+        }
+
+        /// <summary>The system call CopyFrom makes; tests put one here that fails the way a kernel or file system would.</summary>
+        internal CopyFileRangeCall KernelCopyCall { get; set; } = CallCopyFileRange;
+
+        // The kernel refused to copy into this file once (another file system, no such call): it will again.
+        private volatile bool _kernelCopyRefused = !s_positional;
+
+        private const int EXDEV = 18, EINVAL = 22, ENOSYS = 38, EOPNOTSUPP = 95, EBADF = 9;
+
+        /// <summary>At most this much per call, so that a cancelled conversion is not held for long.</summary>
+        private const long KernelCopyStep = 64L << 20;
+
+        public long CopyFrom(IHostFile source, long sourceOffset, long offset, long count)
+        {
+            if (!CanWrite) throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
+            if (!(source is FileHostFile from) || _kernelCopyRefused || count <= 0) return 0;
+            long done = 0;
+            try
+            {
+                while (done < count)
+                {
+                    long n = KernelCopyCall(from.Descriptor, sourceOffset + done, Descriptor, offset + done, Math.Min(KernelCopyStep, count - done), out int errno);
+                    if (n < 0)
+                    {
+                        if (errno == EINTR) continue;
+                        // Refusals, not failures: the caller writes the rest from its buffer.
+                        if (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP || errno == ENOSYS || errno == EBADF)
+                        {
+                            _kernelCopyRefused = true;
+                            break;
+                        }
+                        throw QcowException.Io(QcowOperation.Write, Path,
+                            $"Copy of {count - done} bytes from '{from.Path}' at 0x{sourceOffset + done:X} to 0x{offset + done:X} in '{Path}' failed: {Describe(errno)}");
+                    }
+                    if (n == 0) break;  // the source ends here
+                    done += n;
+                }
+            }
+            catch (Exception e) when (e is EntryPointNotFoundException || e is DllNotFoundException)
+            {
+                _kernelCopyRefused = true;
+            }
+            if (done > 0) GrowLength(offset + done);
+            return done;
         }
 
         public void SetLength(long length)

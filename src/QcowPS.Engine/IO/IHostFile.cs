@@ -19,6 +19,15 @@ namespace QcowPS.Engine.IO
 
         void SetLength(long length);
 
+        /// <summary>
+        /// Copies count bytes at sourceOffset of source to offset of this file inside the kernel
+        /// (copy_file_range; on XFS or btrfs the extents are shared, not copied). Returns how many bytes
+        /// it copied: fewer than count, even 0, when the kernel cannot copy between these files (another
+        /// file system, an old kernel, not Linux) or the source ends; the caller writes the rest itself.
+        /// Real failures (a full disk, an I/O error) throw, as WriteAt does.
+        /// </summary>
+        long CopyFrom(IHostFile source, long sourceOffset, long offset, long count);
+
         /// <summary>Makes everything written so far durable (fsync), the ordering point of crash safety.</summary>
         void Flush();
 

@@ -36,6 +36,11 @@ namespace QcowPS.Engine.Operations
         public CancellationToken Cancellation { get; set; }
         /// <summary>Called on the calling thread with (bytes done, total bytes).</summary>
         public Action<long, long> Progress { get; set; }
+        /// <summary>
+        /// Whether runs stored as they are in a source file go to the destination by copy_file_range
+        /// (default: QCOWPS_KERNEL_COPY, else Auto: only where the destination's file system shares extents).
+        /// </summary>
+        public KernelCopyMode KernelCopyMode { get; set; } = KernelCopy.DefaultMode();
         /// <summary>Wraps the destination's host file (tests simulate a full disk here).</summary>
         public Func<IHostFile, IHostFile> WrapDestination { get; set; }
     }
@@ -71,8 +76,18 @@ namespace QcowPS.Engine.Operations
             public int[] StreamLengths;
             public List<PendingCluster> Inflate = new List<PendingCluster>();
             public List<Qcow2Image.HostWrite> DataWrites;   // qcow2 data runs the writer mapped, for a worker to write
+            public List<StoredRun> Stored;                  // where the chunk's bytes lie as they are in a source file (kernel copy only)
             public bool Mapped;                             // in the queue again, for its data writes
             public Exception Error;
+        }
+
+        /// <summary>Bytes of a chunk that a source file holds as they are, in order: the kernel may copy them from there.</summary>
+        private struct StoredRun
+        {
+            public int At;
+            public int Length;
+            public IHostFile File;
+            public long HostOffset;
         }
 
         /// <summary>A compressed source cluster whose stream the reader fetched and a worker inflates.</summary>
@@ -114,6 +129,7 @@ namespace QcowPS.Engine.Operations
             int clusterSize = o.DestinationFormat == ImageFormat.Qcow2 ? o.ClusterSize : 65536;
             int chunkClusters = Math.Max(1, (1 << 20) / clusterSize);
             int chunkBytes = chunkClusters * clusterSize;
+            bool kernelCopy = KernelCopy.UseFor(o.KernelCopyMode, destination);
 
             string temp = NewFile.TemporaryPathFor(destination);
             var result = new QcowConversionResult
@@ -224,7 +240,7 @@ namespace QcowPS.Engine.Operations
                                         continue;
                                     }
                                     long t0 = Stopwatch.GetTimestamp();
-                                    ReadChunk(source, chunk, clusterSize, pool);
+                                    ReadChunk(source, chunk, clusterSize, pool, kernelCopy);
                                     Interlocked.Add(ref s_readTicks, Stopwatch.GetTimestamp() - t0);
                                     todo.Add(chunk);
                                 }
@@ -259,7 +275,7 @@ namespace QcowPS.Engine.Operations
                                         // qcow2 data the writer has mapped: written here, so that copying it into the
                                         // file runs beside the writer instead of in turn with it.
                                         var data = qcow.DataFile;
-                                        foreach (var w in chunk.DataWrites) data.WriteAt(w.HostOffset, chunk.Data, w.BufferOffset, w.Length);
+                                        foreach (var w in chunk.DataWrites) WriteFromChunk(data, w.HostOffset, chunk, w.BufferOffset, w.Length);
                                         ReturnBuffers(chunk, pool);
                                         inFlight.Release();
                                         Interlocked.Add(ref s_workTicks, Stopwatch.GetTimestamp() - t0);
@@ -385,6 +401,8 @@ namespace QcowPS.Engine.Operations
 
         private static long s_readTicks, s_workTicks, s_writeTicks;
 
+        internal static void ResetTiming() => s_readTicks = s_workTicks = s_writeTicks = 0;
+
         /// <summary>Seconds spent reading, processing (summed over workers) and writing, for profiling.</summary>
         internal static string TimingReport() =>
             $"read {s_readTicks / (double)Stopwatch.Frequency:F2} s, work {s_workTicks / (double)Stopwatch.Frequency:F2} s, write {s_writeTicks / (double)Stopwatch.Frequency:F2} s";
@@ -407,7 +425,7 @@ namespace QcowPS.Engine.Operations
 
         /// <summary>Reader thread: one chunk of guest data, with zero runs marked and compressed streams fetched raw.</summary>
         [MethodImpl(ZeroDetector.Hot)]
-        private static void ReadChunk(VirtualDisk source, Chunk chunk, int clusterSize, ArrayPool<byte> pool)
+        private static void ReadChunk(VirtualDisk source, Chunk chunk, int clusterSize, ArrayPool<byte> pool, bool kernelCopy)
         {
             int clusters = (chunk.Length + clusterSize - 1) / clusterSize;
             chunk.Data = pool.Rent(clusters * clusterSize);
@@ -437,7 +455,14 @@ namespace QcowPS.Engine.Operations
                         pending.StreamLength = image.ReadCompressedStream(e.L2Raw, stream);
                         chunk.Inflate.Add(pending);
                     }
-                    else source.Read(pos, chunk.Data, at, n);
+                    else
+                    {
+                        // Read even when the kernel will copy it: all-zero blocks are found in the buffer.
+                        source.Read(pos, chunk.Data, at, n);
+                        var file = kernelCopy && e.Type == ClusterType.Normal ? e.Layer.StoredDataFile : null;
+                        if (file != null)
+                            (chunk.Stored ?? (chunk.Stored = new List<StoredRun>())).Add(new StoredRun { At = at, Length = n, File = file, HostOffset = e.HostOffset });
+                    }
                 }
                 else (unallocated ?? (unallocated = new List<(int, int)>())).Add((at, n));
                 pos += n;
@@ -567,6 +592,30 @@ namespace QcowPS.Engine.Operations
             foreach (var leftover in passThrough) if (chunk.Streams == null || !ReferenceEquals(chunk.Streams[leftover.Key], leftover.Value.stream)) pool.Return(leftover.Value.stream);
         }
 
+        /// <summary>
+        /// Writes chunk.Data[at..at+length) at offset of file: the parts a source file holds as they are
+        /// are copied by the kernel from there, the rest (and whatever the kernel will not copy) from the buffer.
+        /// </summary>
+        private static void WriteFromChunk(IHostFile file, long offset, Chunk chunk, int at, int length)
+        {
+            if (chunk.Stored != null)
+            {
+                foreach (var run in chunk.Stored)
+                {
+                    int from = Math.Max(at, run.At), to = Math.Min(at + length, run.At + run.Length);
+                    if (from >= to) continue;
+                    if (from > at) file.WriteAt(offset, chunk.Data, at, from - at);
+                    long target = offset + (from - at);
+                    int copied = (int)file.CopyFrom(run.File, run.HostOffset + (from - run.At), target, to - from);
+                    if (copied < to - from) file.WriteAt(target + copied, chunk.Data, from + copied, to - from - copied);
+                    offset += to - at;
+                    length -= to - at;
+                    at = to;
+                }
+            }
+            if (length > 0) file.WriteAt(offset, chunk.Data, at, length);
+        }
+
         private static void ReturnBuffers(Chunk chunk, ArrayPool<byte> pool)
         {
             if (chunk.Data != null) pool.Return(chunk.Data);
@@ -656,7 +705,7 @@ namespace QcowPS.Engine.Operations
                     }
                     else if (runStart >= 0)
                     {
-                        file.WriteAt(chunk.Offset + runStart, chunk.Data, runStart, b - runStart);
+                        WriteFromChunk(file, chunk.Offset + runStart, chunk, runStart, b - runStart);
                         Interlocked.Add(ref result.BytesIn, b - runStart);
                         Interlocked.Add(ref result.BytesOut, b - runStart);
                         runStart = -1;
@@ -667,7 +716,7 @@ namespace QcowPS.Engine.Operations
             }
             if (runStart >= 0)
             {
-                file.WriteAt(chunk.Offset + runStart, chunk.Data, runStart, chunk.Length - runStart);
+                WriteFromChunk(file, chunk.Offset + runStart, chunk, runStart, chunk.Length - runStart);
                 Interlocked.Add(ref result.BytesIn, chunk.Length - runStart);
                 Interlocked.Add(ref result.BytesOut, chunk.Length - runStart);
             }

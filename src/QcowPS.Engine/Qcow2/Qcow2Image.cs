@@ -157,6 +157,9 @@ namespace QcowPS.Engine.Qcow2
             base.Read(offset, buffer, index, count);
         }
 
+        // Encrypted data is not the guest's bytes (and is not read at all).
+        protected internal override IHostFile StoredDataFile => Header.IsEncrypted ? null : _dataFile;
+
         protected internal override void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count)
         {
             lock (_gate)
@@ -299,6 +302,8 @@ namespace QcowPS.Engine.Qcow2
 
         public override DiskExtent GetExtent(long offset, long maxLength) =>
             _image.MapWith(_l1, offset, Math.Min(maxLength, _length - offset));
+
+        protected internal override IHostFile StoredDataFile => _image.StoredDataFile;
 
         protected internal override void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count) =>
             _image.ReadStored(extent, offset, buffer, index, count);

@@ -99,6 +99,8 @@ namespace QcowPS.Engine.Qed
             }
         }
 
+        protected internal override IHostFile StoredDataFile => _file;
+
         protected internal override void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count)
         {
             lock (_gate)

@@ -38,6 +38,8 @@ namespace QcowPS.Engine.Raw
             return extent;
         }
 
+        protected internal override IHostFile StoredDataFile => _file;
+
         protected internal override void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count) =>
             _file.ReadOrZero(offset, buffer, index, count);
 

@@ -58,6 +58,12 @@ namespace QcowPS.Engine.Tests.Infrastructure
             _inner.WriteAt(offset, buffer, index, count);
         }
 
+        public long CopyFrom(IHostFile source, long sourceOffset, long offset, long count)
+        {
+            Event($"copy {count} bytes to 0x{offset:X}");
+            return _inner.CopyFrom(source, sourceOffset, offset, count);
+        }
+
         public void SetLength(long length)
         {
             Event($"set length {length}");
