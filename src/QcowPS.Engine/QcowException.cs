@@ -25,6 +25,12 @@ namespace QcowPS.Engine
         Cancelled,
         /// <summary>The destination exists and replacing it was not allowed.</summary>
         AlreadyExists,
+        /// <summary>A named persistent bitmap does not exist.</summary>
+        BitmapNotFound,
+        /// <summary>A persistent bitmap with that name exists already.</summary>
+        BitmapExists,
+        /// <summary>A persistent bitmap is marked in use (possibly stale) and cannot be read or changed.</summary>
+        BitmapInUse,
     }
 
     /// <summary>The one exception type the engine throws for anything about images and their use.</summary>
@@ -65,6 +71,9 @@ namespace QcowPS.Engine
                     case QcowErrorKind.IoError: return "QcowPS.IOError";
                     case QcowErrorKind.Cancelled: return "QcowPS.Cancelled";
                     case QcowErrorKind.AlreadyExists: return "QcowPS.FileExists";
+                    case QcowErrorKind.BitmapNotFound: return "QcowPS.BitmapNotFound";
+                    case QcowErrorKind.BitmapExists: return "QcowPS.BitmapExists";
+                    case QcowErrorKind.BitmapInUse: return "QcowPS.BitmapInUse";
                     default: return "QcowPS.Error";
                 }
             }

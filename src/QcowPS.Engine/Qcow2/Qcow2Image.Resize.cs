@@ -25,12 +25,14 @@ namespace QcowPS.Engine.Qcow2
                     if (_snapshots.Count > 0)
                         throw new QcowException(QcowErrorKind.InvalidArgument, Path, $"'{Path}' has internal snapshots; an image with snapshots cannot shrink");
                     Shrink(newSize);
+                    ResizeBitmaps(newSize);
                     return;
                 }
                 if (_snapshots.Count > 0 && Header.Version < 3)
                     throw new QcowException(QcowErrorKind.InvalidArgument, Path,
                         $"'{Path}' is a version 2 image with snapshots, whose entries do not record their own disk size; it cannot be resized");
                 Grow(newSize);
+                ResizeBitmaps(newSize);
             }
         }
 

@@ -21,6 +21,9 @@ namespace QcowPS.Infrastructure
                 case QcowErrorKind.IoError: return ErrorCategory.WriteError;
                 case QcowErrorKind.Cancelled: return ErrorCategory.OperationStopped;
                 case QcowErrorKind.AlreadyExists: return ErrorCategory.ResourceExists;
+                case QcowErrorKind.BitmapNotFound: return ErrorCategory.ObjectNotFound;
+                case QcowErrorKind.BitmapExists: return ErrorCategory.ResourceExists;
+                case QcowErrorKind.BitmapInUse: return ErrorCategory.InvalidOperation;
                 default: return ErrorCategory.NotSpecified;
             }
         }
