@@ -74,6 +74,15 @@ namespace QcowPS.Cmdlets
         [Parameter]
         public SwitchParameter Sync { get; set; }
 
+        /// <summary>Incremental backup: copy only what this persistent bitmap of the source marks dirty, over -BackingFile.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string Bitmap { get; set; }
+
+        /// <summary>Copy the source's persistent bitmaps to the destination (qemu-img convert --bitmaps).</summary>
+        [Parameter]
+        public SwitchParameter Bitmaps { get; set; }
+
         private readonly CancellationTokenSource _stop = new CancellationTokenSource();
         private bool _converted;
 
@@ -85,6 +94,10 @@ namespace QcowPS.Cmdlets
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", CompressionLevel, "-CompressionLevel needs -Compress."));
             if (DestinationFormat == "Raw" && (Compress || BackingFile != null))
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", Destination, "A raw destination cannot be compressed or have a backing file."));
+            if (Bitmap != null && BackingFile == null)
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", Bitmap, "-Bitmap (an incremental backup) needs the previous backup as -BackingFile."));
+            if ((Bitmap != null || Bitmaps) && DestinationFormat == "Raw")
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", Destination, "Bitmaps need a qcow2 destination."));
         }
 
         protected override void StopProcessing() => _stop.Cancel();
@@ -109,7 +122,7 @@ namespace QcowPS.Cmdlets
                     }
                     if (System.IO.File.Exists(destination) && !Force)
                         throw new QcowException(QcowErrorKind.AlreadyExists, destination, $"'{destination}' already exists; use -Force to replace it");
-                    string what = $"Convert '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} to {DestinationFormat}{(Compress ? $" compressed with {CompressionType}" : "")}";
+                    string what = $"Convert '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} to {DestinationFormat}{(Compress ? $" compressed with {CompressionType}" : "")}{(Bitmap != null ? $", only what bitmap '{Bitmap}' marks dirty" : "")}";
                     if (!ShouldProcess(destination, what)) return;
 
                     var progress = new ProgressReporter(this, 3, $"Converting {System.IO.Path.GetFileName(path)}", $"To {destination}");
@@ -129,6 +142,8 @@ namespace QcowPS.Cmdlets
                         Sync = Sync,
                         Cancellation = _stop.Token,
                         Progress = progress.Report,
+                        Bitmap = Bitmap,
+                        CopyBitmaps = Bitmaps,
                     };
                     QcowConversionResult result;
                     try
