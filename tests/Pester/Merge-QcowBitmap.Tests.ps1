@@ -12,10 +12,10 @@ BeforeAll {
     $ProgressPreference = 'SilentlyContinue'
     function New-TwoBitmapImage([string]$name) {
         $img = New-QemuImage -Path (Join-Path $dir $name) -Size 4M
-        Invoke-QemuImg 'bitmap', '--add', '-g', '4096', $img, 'monday'
+        Invoke-QemuImg 'bitmap', '--add', '-g', '4096', $img, 'monday' | Out-Null
         Invoke-QemuIo $img 'write -P 1 64k 4k'
-        Invoke-QemuImg 'bitmap', '--disable', $img, 'monday'
-        Invoke-QemuImg 'bitmap', '--add', '-g', '65536', $img, 'tuesday'
+        Invoke-QemuImg 'bitmap', '--disable', $img, 'monday' | Out-Null
+        Invoke-QemuImg 'bitmap', '--add', '-g', '65536', $img, 'tuesday' | Out-Null
         Invoke-QemuIo $img 'write -P 2 1M 5000', 'write -P 2 3M 100'
         $img
     }

@@ -12,7 +12,7 @@ BeforeAll {
     $ProgressPreference = 'SilentlyContinue'
     function New-BitmapImage([string]$name) {
         $img = New-QemuImage -Path (Join-Path $dir $name) -Size 2M
-        Invoke-QemuImg 'bitmap', '--add', $img, 'b0'
+        Invoke-QemuImg 'bitmap', '--add', $img, 'b0' | Out-Null
         Invoke-QemuIo $img 'write -P 1 64k 4k'
         $img
     }

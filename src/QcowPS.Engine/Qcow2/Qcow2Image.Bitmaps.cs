@@ -100,7 +100,7 @@ namespace QcowPS.Engine.Qcow2
         {
             lock (_gate)
             {
-                ThrowIfReadOnly();
+                ThrowIfDisposed();
                 if (Header.Version < 3)
                     throw QcowException.Unsupported(Path, $"This is a version 2 image; persistent bitmaps need version 3 (qemu-img amend -o compat=1.1)");
                 var bitmaps = LoadedBitmaps();
@@ -120,6 +120,8 @@ namespace QcowPS.Engine.Qcow2
                 long directory = bitmaps.Sum(b => EntryLength(b)) + ((BmeFixedLength + bytes + 7) & ~7);
                 if (directory > Qcow2Bitmap.MaxDirectoryBytes)
                     throw new QcowException(QcowErrorKind.InvalidArgument, Path, $"The bitmap directory would be {directory} bytes, above QEMU's limit of {Qcow2Bitmap.MaxDirectoryBytes}");
+                // Checked before the first change of the session: a refused request leaves the file as it was.
+                ThrowIfReadOnly();
                 var bm = new Qcow2Bitmap { Name = name, GranularityBits = bits, Flags = enabled ? Qcow2Bitmap.AutoFlag : 0 };
                 bm.InitializeEmpty(Length, ClusterSize);
                 bm.Modified = true;
@@ -135,8 +137,9 @@ namespace QcowPS.Engine.Qcow2
         {
             lock (_gate)
             {
-                ThrowIfReadOnly();
+                ThrowIfDisposed();
                 var bm = ExistingBitmap(name);
+                ThrowIfReadOnly();
                 _bitmaps.Remove(bm);
                 _removedBitmaps.Add(bm);
                 _bitmapsChanged = true;
@@ -148,8 +151,9 @@ namespace QcowPS.Engine.Qcow2
         {
             lock (_gate)
             {
-                ThrowIfReadOnly();
+                ThrowIfDisposed();
                 var bm = UsableBitmap(name, forChange: true);
+                ThrowIfReadOnly();
                 bm.Clear();
                 _bitmapsChanged = true;
             }
@@ -160,8 +164,9 @@ namespace QcowPS.Engine.Qcow2
         {
             lock (_gate)
             {
-                ThrowIfReadOnly();
+                ThrowIfDisposed();
                 var bm = UsableBitmap(name, forChange: true);
+                ThrowIfReadOnly();
                 bm.Flags = enabled ? bm.Flags | Qcow2Bitmap.AutoFlag : bm.Flags & ~Qcow2Bitmap.AutoFlag;
                 bm.Tracking = enabled;
                 bm.Modified = true;
@@ -174,8 +179,9 @@ namespace QcowPS.Engine.Qcow2
         {
             lock (_gate)
             {
-                ThrowIfReadOnly();
+                ThrowIfDisposed();
                 var target = UsableBitmap(targetName, forChange: true);
+                ThrowIfReadOnly();
                 foreach (var run in source.Where(r => r.Dirty)) target.SetRange(run.Offset, run.Length);
                 target.Modified = true;
                 _bitmapsChanged = true;
