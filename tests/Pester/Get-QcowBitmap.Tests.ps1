@@ -54,6 +54,22 @@ Describe 'Get-QcowBitmap' -Skip:$SkipImages {
         (Get-ChildItem -LiteralPath $dir -Filter *.qcow2 | Get-QcowBitmap).Count | Should -Be 2
     }
 
+    It 'a bitmap a killed writer left in use is shown stale, its runs refused with QcowPS.BitmapInUse' {
+        $stale = New-QemuImage -Path (Join-Path $dir 'stale.qcow2') -Size 1M
+        Invoke-QemuImg 'bitmap', '--add', $stale, 'b0' | Out-Null
+        $holder = Start-QemuIoHolder $stale   # QEMU marks the bitmap in use while it has the image open
+        try { $holder.Kill(); $holder.WaitForExit() } finally { Stop-QemuIoHolder $holder }
+        (Get-QemuBitmapInfo $stale).flags | Should -Contain 'in-use'
+        $b = Get-QcowBitmap $stale
+        $b.InUse | Should -BeTrue
+        $b.DirtyBytes | Should -BeNullOrEmpty
+        (Get-QcowBitmap $stale | Out-String) | Should -BeLike '*stale*'
+        Get-QcowBitmap $stale -Extent -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.BitmapInUse*'
+        Remove-QcowBitmap $stale -Name 'b0'
+        Get-QcowBitmap $stale | Should -BeNullOrEmpty
+    }
+
     It 'the default view fits 120 columns' {
         $lines = (Get-QcowBitmap $img | Out-String -Width 200) -split "`n"
         ($lines | Measure-Object -Property Length -Maximum).Maximum | Should -BeLessOrEqual 120
