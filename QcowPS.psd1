@@ -25,6 +25,13 @@
         'Repair-QcowImage'
         'Convert-QcowImage'
         'Compare-QcowImage'
+        'Get-QcowBitmap'
+        'New-QcowBitmap'
+        'Remove-QcowBitmap'
+        'Clear-QcowBitmap'
+        'Enable-QcowBitmap'
+        'Disable-QcowBitmap'
+        'Merge-QcowBitmap'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

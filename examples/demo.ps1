@@ -79,6 +79,15 @@ try {
     Write-QcowBlock flat.qcow2 -Offset 3MB -Data ([byte[]](42))
     Compare-QcowImage overlay.qcow2 flat.qcow2 | Format-Table
 
+    Step 'Persistent bitmaps: New-/Get-/Clear-QcowBitmap; an incremental backup with Convert-QcowImage -Bitmap'
+    Convert-QcowImage base.qcow2 -Destination full.qcow2 | Out-Null
+    New-QcowBitmap base.qcow2 -Name 'backup' | Format-Table
+    Write-QcowBlock base.qcow2 -Offset 1MB -Data ([byte[]](1..100))
+    Get-QcowBitmap base.qcow2 -Name 'backup' -Extent | Format-Table
+    Convert-QcowImage base.qcow2 -Destination inc1.qcow2 -Bitmap 'backup' -BackingFile full.qcow2 | Format-Table
+    Clear-QcowBitmap base.qcow2 -Name 'backup'
+    "Increment restores the source: $(Compare-QcowImage base.qcow2 inc1.qcow2 -Quiet)"
+
     Step 'Errors are objects too: non-terminating per file, with stable ids'
     Get-QcowInfo base.qcow2, missing.qcow2 -ErrorAction SilentlyContinue -ErrorVariable problems | Format-Table Name, VirtualSize
     $problems | ForEach-Object { '{0} ({1}): {2}' -f $_.FullyQualifiedErrorId, $_.CategoryInfo.Category, $_.Exception.Message }

@@ -27,6 +27,12 @@ namespace QcowPS.Engine
         AlreadyExists,
         /// <summary>The file is not an image of the format the operation needs (a text file, raw data, QED where qcow2 is needed).</summary>
         WrongFormat,
+        /// <summary>A named persistent bitmap does not exist.</summary>
+        BitmapNotFound,
+        /// <summary>A persistent bitmap with that name exists already.</summary>
+        BitmapExists,
+        /// <summary>A persistent bitmap is marked in use (possibly stale) and cannot be read or changed.</summary>
+        BitmapInUse,
     }
 
     /// <summary>The one exception type the engine throws for anything about images and their use.</summary>
@@ -71,6 +77,9 @@ namespace QcowPS.Engine
                     case QcowErrorKind.Cancelled: return "QcowPS.Cancelled";
                     case QcowErrorKind.AlreadyExists: return "QcowPS.FileExists";
                     case QcowErrorKind.WrongFormat: return "QcowPS.WrongImageFormat";
+                    case QcowErrorKind.BitmapNotFound: return "QcowPS.BitmapNotFound";
+                    case QcowErrorKind.BitmapExists: return "QcowPS.BitmapExists";
+                    case QcowErrorKind.BitmapInUse: return "QcowPS.BitmapInUse";
                     default: return "QcowPS.Error";
                 }
             }

@@ -535,3 +535,46 @@ namespace QcowPSTests {
 }
 
 Export-ModuleMember -Function 'Invoke-QcowWithSteppedClock'
+
+# ---- Persistent bitmaps (issue 12): QEMU's view through qemu-nbd -B + nbdinfo --map ----
+
+function Get-QemuBitmapInfo {
+    <# qemu-img info -U's bitmaps: objects with name, flags (array) and granularity; none when the image has none. #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, Position = 0)][string]$Path)
+    $info = Invoke-QemuImg 'info', '-U', '--output=json', $Path | ConvertFrom-Json
+    $data = $info.'format-specific'.data
+    if ($data.PSObject.Properties['bitmaps']) { $data.bitmaps }
+}
+
+function Get-QemuBitmapMap {
+    <#
+        A bitmap's dirty map as QEMU exports it: qemu-nbd -r -B NAME started by nbdinfo on a Unix
+        socket (stopped with it), nbdinfo --map=qemu:dirty-bitmap:NAME. Returns merged runs as
+        "offset+length dirty|clean" strings, comparable with Get-QcowBitmap -Extent.
+        Throws when nbdinfo or qemu-nbd is missing (so CI fails rather than skips).
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory, Position = 0)][string]$Path, [Parameter(Mandatory, Position = 1)][string]$Name)
+    foreach ($tool in '/usr/bin/nbdinfo', '/usr/bin/qemu-nbd') {
+        if (-not (Test-Path -LiteralPath $tool)) { throw "$tool is missing: install libnbd-bin and qemu-utils" }
+    }
+    $json = Invoke-QemuTool -Tool '/usr/bin/nbdinfo' -ArgumentList @('--json', "--map=qemu:dirty-bitmap:$Name", '--',
+        '[', '/usr/bin/qemu-nbd', '-r', '-f', 'qcow2', '-B', $Name, $Path, ']')
+    ConvertTo-BitmapRunText (($json | ConvertFrom-Json) | ForEach-Object { [pscustomobject]@{ Offset = [long]$_.offset; Length = [long]$_.length; Dirty = ([int]$_.type -band 1) -eq 1 } })
+}
+
+function ConvertTo-BitmapRunText {
+    <# Merges adjacent runs of the same kind and renders each as "offset+length dirty|clean". #>
+    [CmdletBinding()]
+    param([Parameter(Position = 0)][object[]]$Run)
+    $merged = [System.Collections.Generic.List[object]]::new()
+    foreach ($r in $Run) {
+        if ($merged.Count -and $merged[-1].Dirty -eq $r.Dirty -and $merged[-1].Offset + $merged[-1].Length -eq $r.Offset) {
+            $merged[-1].Length += $r.Length
+        } else { $merged.Add([pscustomobject]@{ Offset = $r.Offset; Length = $r.Length; Dirty = $r.Dirty }) }
+    }
+    $merged | ForEach-Object { "$($_.Offset)+$($_.Length) $(if ($_.Dirty) { 'dirty' } else { 'clean' })" }
+}
+
+Export-ModuleMember -Function 'Get-QemuBitmapInfo', 'Get-QemuBitmapMap', 'ConvertTo-BitmapRunText'

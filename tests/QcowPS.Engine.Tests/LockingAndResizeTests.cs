@@ -212,7 +212,7 @@ namespace QcowPS.Engine.Tests
     public class BitmapTests
     {
         [SkippableFact]
-        public void BitmapsAreKeptListedAndMarkedStaleWhenWeWrite()
+        public void BitmapsAreKeptListedAndUpdatedWhenWeWrite()
         {
             Qemu.Require();
             using var dir = new TempDir();
@@ -231,11 +231,14 @@ namespace QcowPS.Engine.Tests
             Qemu.AssertClean(path);
             using (var disk = DiskImage.Open(path, new OpenOptions { Writable = true }))
                 disk.Write(65536, new byte[4096], 0, 4096);
-            // Our write did not update the bitmap: QEMU sees it flagged in use (stale), the extension kept.
+            // Our write updated the bitmap (QEMU's 64 KiB and ours), stored cleanly: not in use.
             using (var disk = (Qcow2Image)DiskImage.Open(path))
+            {
                 Assert.Equal(1u, disk.Header.BitmapCount);
+                Assert.Equal(2 * 65536L, disk.GetBitmapDirtyBytes("backup-0"));
+            }
             var bitmap = Qemu.Json("info", "--output=json", path).GetProperty("format-specific").GetProperty("data").GetProperty("bitmaps")[0];
-            Assert.Contains("in-use", bitmap.GetProperty("flags").EnumerateArray().Select(f => f.GetString()));
+            Assert.DoesNotContain("in-use", bitmap.GetProperty("flags").EnumerateArray().Select(f => f.GetString()));
             Qemu.AssertClean(path);
         }
     }

@@ -43,6 +43,14 @@ namespace QcowPS.Engine.Operations
         public KernelCopyMode KernelCopyMode { get; set; } = KernelCopy.DefaultMode();
         /// <summary>Wraps the destination's host file (tests simulate a full disk here).</summary>
         public Func<IHostFile, IHostFile> WrapDestination { get; set; }
+        /// <summary>
+        /// Incremental backup: only the ranges this persistent bitmap of the (qcow2) source marks
+        /// dirty are copied; the rest is left unallocated so the backing file (the previous backup)
+        /// shows through. Needs BackingFile.
+        /// </summary>
+        public string Bitmap { get; set; }
+        /// <summary>Copy the source's persistent bitmaps to the qcow2 destination (qemu-img convert --bitmaps).</summary>
+        public bool CopyBitmaps { get; set; }
     }
 
     /// <summary>
@@ -114,6 +122,7 @@ namespace QcowPS.Engine.Operations
 
             int threads = Math.Max(1, Math.Min(o.Threads, 64));
             long size = source.Length;
+            var bitmapSource = BitmapSource(source, destination, o);
             var createOptions = new Qcow2CreateOptions
             {
                 Size = size, ClusterSize = o.ClusterSize, Version = o.Version, RefcountBits = o.RefcountBits,
@@ -130,6 +139,9 @@ namespace QcowPS.Engine.Operations
             int chunkClusters = Math.Max(1, (1 << 20) / clusterSize);
             int chunkBytes = chunkClusters * clusterSize;
             bool kernelCopy = KernelCopy.UseFor(o.KernelCopyMode, destination);
+            // Dirty ranges widened to whole chunks: within them, clusters equal to the backing file are still skipped.
+            var copyRanges = o.Bitmap != null ? ChunkRanges(bitmapSource.GetBitmapExtents(o.Bitmap), chunkBytes) : null;
+            int copyRangeIndex = 0;
 
             string temp = NewFile.TemporaryPathFor(destination);
             var result = new QcowConversionResult
@@ -223,12 +235,27 @@ namespace QcowPS.Engine.Operations
                                             break;
                                         }
                                         long offset = cursor;
-                                        long skipTo = EndOfUnstoredRun(source, offset, size, chunkBytes);
+                                        long rangeEnd = size;
+                                        if (copyRanges != null)
+                                        {
+                                            while (copyRangeIndex < copyRanges.Count && copyRanges[copyRangeIndex].End <= offset) copyRangeIndex++;
+                                            long next = copyRangeIndex < copyRanges.Count ? Math.Min(size, copyRanges[copyRangeIndex].Start) : size;
+                                            if (next > offset)
+                                            {
+                                                // Clean in the bitmap: the previous backup (the backing file) already holds it.
+                                                chunk = new Chunk { Sequence = nextSequence++, Offset = offset, Skipped = next - offset };
+                                                cursor = next;
+                                                goto queued;
+                                            }
+                                            rangeEnd = Math.Min(size, copyRanges[copyRangeIndex].End);
+                                        }
+                                        long skipTo = Math.Min(rangeEnd, EndOfUnstoredRun(source, offset, size, chunkBytes));
                                         if (backing != null && skipTo > offset) skipTo = Math.Min(skipTo, EndOfUnstoredRun(backing, offset, size, chunkBytes));
                                         chunk = skipTo > offset
                                             ? new Chunk { Sequence = nextSequence++, Offset = offset, Skipped = skipTo - offset }
-                                            : new Chunk { Sequence = nextSequence++, Offset = offset, Length = (int)Math.Min(chunkBytes, size - offset) };
+                                            : new Chunk { Sequence = nextSequence++, Offset = offset, Length = (int)Math.Min(chunkBytes, rangeEnd - offset) };
                                         cursor = offset + chunk.Length + chunk.Skipped;
+                                    queued:;
                                     }
                                     if (chunk.Skipped > 0)
                                     {
@@ -364,6 +391,7 @@ namespace QcowPS.Engine.Operations
 
                     if (qcow != null)
                     {
+                        if (o.CopyBitmaps) CopyBitmaps(bitmapSource, qcow);
                         qcow.FlushForConversion(o.Sync);
                         qcow.Dispose();
                         qcow = null;
@@ -396,6 +424,55 @@ namespace QcowPS.Engine.Operations
                 {
                     backing?.Dispose();
                 }
+            }
+        }
+
+        /// <summary>The qcow2 source whose bitmaps -Bitmap or -Bitmaps use, checked before anything is written; or null.</summary>
+        private static Qcow2Image BitmapSource(VirtualDisk source, string destination, ConvertOptions o)
+        {
+            if (o.Bitmap == null && !o.CopyBitmaps) return null;
+            var image = source as Qcow2Image ??
+                throw new QcowException(QcowErrorKind.InvalidArgument, source.Path, $"'{source.Path}' is a {source.Format} image; persistent bitmaps need a qcow2 source");
+            if (o.DestinationFormat != ImageFormat.Qcow2)
+                throw new QcowException(QcowErrorKind.InvalidArgument, destination, "Bitmaps can only be used with a qcow2 destination");
+            if (o.Bitmap != null)
+            {
+                if (o.BackingFile == null)
+                    throw new QcowException(QcowErrorKind.InvalidArgument, destination,
+                        "An incremental backup (-Bitmap) needs the previous backup as -BackingFile; without it the increment would not be a whole disk");
+                image.GetBitmapExtents(o.Bitmap, 0, 0);  // exists, usable, not in use: else the error now
+            }
+            if (o.CopyBitmaps)
+                foreach (var b in image.Bitmaps)
+                    if (b.InUse || b.Unusable != null)
+                        throw new QcowException(QcowErrorKind.BitmapInUse, source.Path,
+                            $"Bitmap '{b.Name}' of '{source.Path}' is {(b.InUse ? "in use (possibly stale)" : "unusable")} and cannot be copied; remove it first (qemu-img convert --bitmaps refuses it too)");
+            return image;
+        }
+
+        /// <summary>The dirty runs, widened to whole chunks and merged, in order.</summary>
+        private static List<(long Start, long End)> ChunkRanges(IEnumerable<QcowBitmapExtent> extents, int chunkBytes)
+        {
+            var ranges = new List<(long Start, long End)>();
+            foreach (var e in extents)
+            {
+                if (!e.Dirty) continue;
+                long start = e.Offset / chunkBytes * chunkBytes;
+                long end = (e.Offset + e.Length + chunkBytes - 1) / chunkBytes * chunkBytes;
+                if (ranges.Count > 0 && ranges[ranges.Count - 1].End >= start)
+                    ranges[ranges.Count - 1] = (ranges[ranges.Count - 1].Start, Math.Max(end, ranges[ranges.Count - 1].End));
+                else ranges.Add((start, end));
+            }
+            return ranges;
+        }
+
+        /// <summary>qemu-img convert --bitmaps: each bitmap again in the destination, same name, granularity, state and bits.</summary>
+        private static void CopyBitmaps(Qcow2Image source, Qcow2Image destination)
+        {
+            foreach (var b in source.Bitmaps)
+            {
+                destination.AddBitmap(b.Name, b.GranularityBits, b.Enabled);
+                destination.MergeBitmap(b.Name, source.GetBitmapExtents(b.Name));
             }
         }
 

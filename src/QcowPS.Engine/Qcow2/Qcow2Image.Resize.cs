@@ -44,6 +44,7 @@ namespace QcowPS.Engine.Qcow2
                 if (newSize == oldSize) return;
                 if (newSize < oldSize) Shrink(newSize);
                 else Grow(newSize);
+                ResizeBitmaps(newSize);
             }
         }
 

@@ -22,6 +22,7 @@ namespace QcowPS.Engine.Qcow2
                 try
                 {
                     FlushMetadata();
+                    StoreBitmapsOnClose();  // bitmaps copied into the destination (-Bitmaps)
                     if (sync) SyncFile();
                     _closedForWriting = true;  // nothing left for Dispose to write
                 }

@@ -107,6 +107,10 @@ namespace QcowPS.Engine.Qcow2
                 ThrowIfReadOnly();
                 var snapshot = FindSnapshotLocked(idOrName) ??
                     throw new QcowException(QcowErrorKind.SnapshotNotFound, Path, $"Snapshot '{idOrName}' does not exist in '{Path}'");
+                // As QEMU (bdrv_snapshot_goto): the bitmaps could not describe the switch, so it is refused while any exist.
+                if (LoadedBitmaps().Count > 0)
+                    throw new QcowException(QcowErrorKind.InvalidArgument, Path,
+                        $"Cannot apply snapshot '{snapshot.Name}' to '{Path}': the image has persistent bitmaps (QEMU: 'Device has active dirty bitmaps'); remove them first");
                 var snapshotL1 = ReadL1Table(snapshot.L1TableOffset, snapshot.L1Size, $"L1 table of snapshot '{snapshot.Name}'");
                 ulong size = snapshot.DiskSize ?? Header.Size;
                 ulong needed = Qcow2Header.L1EntriesFor(size, ClusterBits, Header.HasExtendedL2);

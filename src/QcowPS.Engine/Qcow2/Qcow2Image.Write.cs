@@ -40,7 +40,7 @@ namespace QcowPS.Engine.Qcow2
                 SyncFile();
             }
             // Unknown autoclear bits must be cleared before writing (spec: autoclear_features).
-            // Bitmaps are known: MarkBitmapsInUse flags them stale at the first write instead.
+            // Bitmaps are known: they are kept exact (Qcow2Image.Bitmaps.cs).
             ulong knownAutoclear = (ulong)(Qcow2AutoclearFeatures.Bitmaps | Qcow2AutoclearFeatures.RawExternalData);
             if ((Header.AutoclearFeatures & ~knownAutoclear) != 0)
             {
@@ -55,6 +55,7 @@ namespace QcowPS.Engine.Qcow2
             if (_closedForWriting) return;
             _closedForWriting = true;
             FlushMetadata();
+            StoreBitmapsOnClose();
             if (_dirtyBitWritten)
             {
                 Header.IncompatibleFeatures &= ~(ulong)Qcow2IncompatibleFeatures.Dirty;
@@ -75,48 +76,7 @@ namespace QcowPS.Engine.Qcow2
             }
             if (Header.IsEncrypted)
                 throw QcowException.Unsupported(Path, "Writing encrypted images is not supported");
-            if (!_bitmapsMarked) MarkBitmapsInUse();
-        }
-
-        private bool _bitmapsMarked;
-
-        /// <summary>
-        /// Dirty-tracking bitmaps (the "auto" ones) must reflect every write; QcowPS keeps bitmaps but
-        /// does not update them, so before the first write each such bitmap gets its in_use flag, as
-        /// QEMU sets it while it has the image open: QEMU then knows the bitmap is stale and will not
-        /// use it for an incremental backup. The clusters stay counted, so qemu-img check stays clean.
-        /// A directory that cannot be read safely clears the bitmaps' autoclear bit instead (the
-        /// spec's way for a writer that does not maintain bitmaps).
-        /// </summary>
-        private void MarkBitmapsInUse()
-        {
-            _bitmapsMarked = true;
-            if ((Header.AutoclearFeatures & (ulong)Qcow2AutoclearFeatures.Bitmaps) == 0 || Header.BitmapCount == 0) return;
-            long offset = (long)Header.BitmapDirectoryOffset;
-            long size = (long)Header.BitmapDirectorySize;
-            byte[] directory = null;
-            if (offset > 0 && offset % ClusterSize == 0 && size > 0 && size <= (64L << 20) && offset <= _file.Length - size)
-            {
-                directory = new byte[size];
-                _file.ReadExactly(offset, directory, 0, directory.Length, "bitmap directory");
-                int pos = 0;
-                for (uint n = 0; n < Header.BitmapCount; n++)
-                {
-                    if (pos + 24 > directory.Length) { directory = null; break; }
-                    uint flags = BigEndian.U32(directory, pos + 12);
-                    const uint InUse = 1, Auto = 2;
-                    if ((flags & Auto) != 0) BigEndian.Put32(directory, pos + 12, flags | InUse);
-                    long entry = 24L + BigEndian.U32(directory, pos + 20) + BigEndian.U16(directory, pos + 18);
-                    pos += (int)((entry + 7) & ~7L);
-                }
-            }
-            if (directory != null) _file.WriteAt(offset, directory, 0, directory.Length);
-            else
-            {
-                Header.AutoclearFeatures &= ~(ulong)Qcow2AutoclearFeatures.Bitmaps;
-                WriteHeader();
-            }
-            SyncFile();
+            if (!_bitmapTrackingStarted) BeginBitmapTracking();
         }
 
         /// <summary>
@@ -228,6 +188,7 @@ namespace QcowPS.Engine.Qcow2
             lock (_gate)
             {
                 ThrowIfReadOnly();
+                MarkBitmapsDirty(offset, count);
                 int cs = ClusterSize;
                 while (count > 0)
                 {
@@ -247,6 +208,7 @@ namespace QcowPS.Engine.Qcow2
             lock (_gate)
             {
                 ThrowIfReadOnly();
+                MarkBitmapsDirty(offset, length);
                 int cs = ClusterSize;
                 while (length > 0)
                 {

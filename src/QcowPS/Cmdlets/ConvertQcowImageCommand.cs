@@ -79,6 +79,15 @@ namespace QcowPS.Cmdlets
         [Parameter]
         public SwitchParameter Sync { get; set; }
 
+        /// <summary>Incremental backup: copy only what this persistent bitmap of the source marks dirty, over -BackingFile.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string Bitmap { get; set; }
+
+        /// <summary>Copy the source's persistent bitmaps to the destination (qemu-img convert --bitmaps).</summary>
+        [Parameter]
+        public SwitchParameter Bitmaps { get; set; }
+
         private readonly CancellationTokenSource _stop = new CancellationTokenSource();
         private bool _converted;
 
@@ -89,6 +98,8 @@ namespace QcowPS.Cmdlets
                 ThrowTerminatingError(ErrorRecords.Argument("InvalidCompressionLevel", CompressionLevel, "zlib levels are 1 to 9 (zstd: 1 to 19)."));
             if (CompressionLevel > 0 && !Compress)
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", CompressionLevel, "-CompressionLevel needs -Compress."));
+            if (Bitmap != null && BackingFile == null)
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", Bitmap, "-Bitmap (an incremental backup) needs the previous backup as -BackingFile."));
         }
 
         /// <summary>
@@ -117,6 +128,8 @@ namespace QcowPS.Cmdlets
             var format = ChooseDestinationFormat(destination);
             if (format == ImageFormat.Raw && (Compress || BackingFile != null))
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", destination, "A raw destination cannot be compressed or have a backing file."));
+            if ((Bitmap != null || Bitmaps) && format == ImageFormat.Raw)
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", destination, "Bitmaps need a qcow2 destination."));
             using (var source = OpenImage(path, ReadOptions(Format)))
             {
                 VirtualDisk input = source;
@@ -126,7 +139,7 @@ namespace QcowPS.Cmdlets
                     if (Snapshot != null) input = view = OpenSnapshotView(source, Snapshot);
                     // Before ShouldProcess, so that -WhatIf reports what a real run would refuse.
                     Engine.IO.NewFile.CheckCanCreate(destination, Force);
-                    string what = $"Convert '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} to {ImageFormats.QemuName(format)}{(Compress ? $" compressed with {CompressionType}" : "")}";
+                    string what = $"Convert '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} to {ImageFormats.QemuName(format)}{(Compress ? $" compressed with {CompressionType}" : "")}{(Bitmap != null ? $", only what bitmap '{Bitmap}' marks dirty" : "")}";
                     if (!ShouldProcess(destination, what)) return;
 
                     var progress = new ProgressReporter(this, 3, $"Converting {System.IO.Path.GetFileName(path)}", $"To {destination}");
@@ -146,6 +159,8 @@ namespace QcowPS.Cmdlets
                         Sync = Sync,
                         Cancellation = _stop.Token,
                         Progress = progress.Report,
+                        Bitmap = Bitmap,
+                        CopyBitmaps = Bitmaps,
                     };
                     QcowConversionResult result;
                     try

@@ -22,6 +22,9 @@ namespace QcowPS.Infrastructure
                 case QcowErrorKind.Cancelled: return ErrorCategory.OperationStopped;
                 case QcowErrorKind.AlreadyExists: return ErrorCategory.ResourceExists;
                 case QcowErrorKind.WrongFormat: return ErrorCategory.InvalidData;
+                case QcowErrorKind.BitmapNotFound: return ErrorCategory.ObjectNotFound;
+                case QcowErrorKind.BitmapExists: return ErrorCategory.ResourceExists;
+                case QcowErrorKind.BitmapInUse: return ErrorCategory.InvalidOperation;
                 default: return ErrorCategory.NotSpecified;
             }
         }
