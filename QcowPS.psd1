@@ -25,6 +25,9 @@
         'Repair-QcowImage'
         'Convert-QcowImage'
         'Compare-QcowImage'
+        'Get-QcowPartition'
+        'Get-QcowFileSystem'
+        'Optimize-QcowImage'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
