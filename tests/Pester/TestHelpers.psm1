@@ -480,6 +480,18 @@ function Assert-GuestTools {
     if ($problem) { throw "Cannot run the guest-disk tests: $problem" }
 }
 
+function Assert-GuestToolsInIt {
+    <# The body of each guest suite's prerequisite test: skipped when tools are missing off CI, a failure with CI=true. Call it inside an It. #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory)][string[]]$Name)
+    $problem = Get-GuestToolProblem -Name $Name
+    if ($problem -and $env:CI -ne 'true') {
+        Set-ItResult -Skipped -Because $problem
+        return
+    }
+    $problem | Should -BeNullOrEmpty -Because 'CI=true: the guest tests must run, not skip'
+}
+
 function Invoke-GuestTool {
     <#
         Runs a partitioning or file-system tool; throws with its output when the exit code is not one of
@@ -549,5 +561,5 @@ function Get-QemuDataBytes {
 }
 
 Export-ModuleMember -Function @(
-    'Get-GuestToolProblem', 'Test-SkipWithoutGuestTools', 'Assert-GuestTools', 'Invoke-GuestTool', 'Copy-FileRange', 'Get-QemuDataBytes'
+    'Get-GuestToolProblem', 'Test-SkipWithoutGuestTools', 'Assert-GuestTools', 'Assert-GuestToolsInIt', 'Invoke-GuestTool', 'Copy-FileRange', 'Get-QemuDataBytes'
 )
