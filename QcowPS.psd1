@@ -32,6 +32,9 @@
         'Enable-QcowBitmap'
         'Disable-QcowBitmap'
         'Merge-QcowBitmap'
+        'Get-QcowPartition'
+        'Get-QcowFileSystem'
+        'Optimize-QcowImage'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -91,6 +91,11 @@ try {
     Step 'Errors are objects too: non-terminating per file, with stable ids'
     Get-QcowInfo base.qcow2, missing.qcow2 -ErrorAction SilentlyContinue -ErrorVariable problems | Format-Table Name, VirtualSize
     $problems | ForEach-Object { '{0} ({1}): {2}' -f $_.FullyQualifiedErrorId, $_.CategoryInfo.Category, $_.Exception.Message }
+
+    # Inside the disk: partitions and file systems (none on this blank demo disk), and free space given back.
+    Get-QcowPartition base.qcow2
+    Get-QcowFileSystem base.qcow2
+    Optimize-QcowImage base.qcow2 -WhatIf -WarningAction SilentlyContinue | Format-Table
 }
 finally {
     Pop-Location

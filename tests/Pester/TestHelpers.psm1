@@ -578,3 +578,119 @@ function ConvertTo-BitmapRunText {
 }
 
 Export-ModuleMember -Function 'Get-QemuBitmapInfo', 'Get-QemuBitmapMap', 'ConvertTo-BitmapRunText'
+
+# --- Guest tools: partitioning and file-system oracles (sgdisk, sfdisk, mke2fs, debugfs, mtools, ...) ---
+
+function Get-GuestToolProblem {
+    <# $null when every named tool is on PATH (or in /usr/sbin, /sbin), else what is missing and how to get it. #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param([Parameter(Mandatory)][string[]]$Name)
+    if ($env:PATH -notmatch '(^|:)/usr/sbin(:|$)') { $env:PATH = "$env:PATH:/usr/sbin:/sbin" }
+    $missing = @($Name | Where-Object { -not (Get-Command -Name $_ -CommandType Application -ErrorAction Ignore) })
+    if (-not $missing) { return $null }
+    return "$($missing -join ', ') not found on PATH; .ci/run installs them (gdisk fdisk parted e2fsprogs dosfstools mtools xfsprogs ntfs-3g)."
+}
+
+function Test-SkipWithoutGuestTools {
+    <# True when the named tools are missing and this is not CI; with CI=true a missing tool never skips (Assert-GuestTools fails). #>
+    [CmdletBinding()]
+    [OutputType([bool])]
+    param([Parameter(Mandatory)][string[]]$Name)
+    $problem = Get-GuestToolProblem -Name $Name
+    if (-not $problem -or $env:CI -eq 'true') { return $false }
+    Write-Warning "Skipping the guest-disk tests: $problem (with CI=true this is a failure instead)."
+    return $true
+}
+
+function Assert-GuestTools {
+    <# Throws (failing the block) when a named tool is missing. Call it from BeforeAll. #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory)][string[]]$Name)
+    $problem = Get-GuestToolProblem -Name $Name
+    if ($problem) { throw "Cannot run the guest-disk tests: $problem" }
+}
+
+function Assert-GuestToolsInIt {
+    <# The body of each guest suite's prerequisite test: skipped when tools are missing off CI, a failure with CI=true. Call it inside an It. #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory)][string[]]$Name)
+    $problem = Get-GuestToolProblem -Name $Name
+    if ($problem -and $env:CI -ne 'true') {
+        Set-ItResult -Skipped -Because $problem
+        return
+    }
+    $problem | Should -BeNullOrEmpty -Because 'CI=true: the guest tests must run, not skip'
+}
+
+function Invoke-GuestTool {
+    <#
+        Runs a partitioning or file-system tool; throws with its output when the exit code is not one of
+        -SuccessCode (default 0). Returns stdout and stderr as text.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory, Position = 0)][string]$Tool,
+        [Parameter(Position = 1)][string[]]$ArgumentList = @(),
+        [int[]]$SuccessCode = @(0),
+        [string]$InputText
+    )
+    $output = if ($PSBoundParameters.ContainsKey('InputText')) { $InputText | & $Tool @ArgumentList 2>&1 } else { & $Tool @ArgumentList 2>&1 }
+    $exit = $LASTEXITCODE
+    $text = ($output | ForEach-Object { "$_" }) -join "`n"
+    if ($exit -notin $SuccessCode) { throw "$Tool $($ArgumentList -join ' ') failed (exit $exit): $text" }
+    return $text
+}
+
+function Copy-FileRange {
+    <#
+        Copies Length bytes at Offset of a file into another file at DestinationOffset (a partition out of a
+        raw disk, a file system into one). All-zero chunks are skipped, so a sparse target stays sparse:
+        copy into a new or pre-zeroed file only.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)][string]$Path,
+        [Parameter(Mandatory)][string]$Destination,
+        [long]$Offset = 0,
+        [long]$Length = -1,
+        [long]$DestinationOffset = 0
+    )
+    $source = [IO.File]::OpenRead($Path)
+    $target = [IO.File]::Open($Destination, [IO.FileMode]::OpenOrCreate, [IO.FileAccess]::Write)
+    try {
+        if ($Length -lt 0) { $Length = $source.Length - $Offset }
+        $source.Position = $Offset
+        $target.Position = $DestinationOffset
+        $buffer = [byte[]]::new(1MB)
+        $zeros = [byte[]]::new(1MB)
+        $left = $Length
+        $end = $DestinationOffset + $Length
+        while ($left -gt 0) {
+            $n = $source.Read($buffer, 0, [Math]::Min($buffer.Length, $left))
+            if ($n -le 0) { throw "'$Path' ends before offset $($Offset + $Length)" }
+            if ($n -eq $buffer.Length -and [System.Linq.Enumerable]::SequenceEqual($buffer, $zeros)) {
+                $target.Position += $n
+            } else {
+                $target.Write($buffer, 0, $n)
+            }
+            $left -= $n
+        }
+        if ($target.Length -lt $end) { $target.SetLength($end) }
+    } finally {
+        $source.Dispose()
+        $target.Dispose()
+    }
+}
+
+function Get-QemuDataBytes {
+    <# Bytes of guest data an image stores (qemu-img map: data = true), the "allocated size" that sparsifying shrinks. #>
+    [CmdletBinding()]
+    [OutputType([long])]
+    param([Parameter(Mandatory)][string]$Path)
+    [long](Get-QemuMap -Path $Path | Where-Object data | Measure-Object -Property length -Sum).Sum
+}
+
+Export-ModuleMember -Function @(
+    'Get-GuestToolProblem', 'Test-SkipWithoutGuestTools', 'Assert-GuestTools', 'Assert-GuestToolsInIt', 'Invoke-GuestTool', 'Copy-FileRange', 'Get-QemuDataBytes'
+)
