@@ -42,6 +42,17 @@ BeforeAll {
         'Convert-QcowImage'    = { param($dir) @{ Destination = (Join-Path $dir 'out [2].qcow2') } }
         'Compare-QcowImage'    = { param($dir) @{ DifferencePath = (Join-Path $dir 'other.qcow2') } }
         'New-QcowImage'        = { param($dir) @{ Size = 1MB; Force = $true } }
+        # Bitmap cmdlets other than New- need a bitmap: made by qemu-img, as a user's VM would have one.
+        'Get-QcowBitmap'       = { param($dir) Add-ContractBitmap $dir 'b1'; @{} }
+        'New-QcowBitmap'       = { param($dir) @{ Name = 'contract' } }
+        'Remove-QcowBitmap'    = { param($dir) Add-ContractBitmap $dir 'b1'; @{ Name = 'b1'; Confirm = $false } }
+        'Clear-QcowBitmap'     = { param($dir) Add-ContractBitmap $dir 'b1'; @{ Name = 'b1'; Confirm = $false } }
+        'Enable-QcowBitmap'    = { param($dir) Add-ContractBitmap $dir 'b1'; @{ Name = 'b1' } }
+        'Disable-QcowBitmap'   = { param($dir) Add-ContractBitmap $dir 'b1'; @{ Name = 'b1' } }
+        'Merge-QcowBitmap'     = { param($dir) Add-ContractBitmap $dir 'b1'; Add-ContractBitmap $dir 'b2'; @{ Name = 'b1'; Target = 'b2' } }
+        'Get-QcowPartition'    = { param($dir) @{} }
+        'Get-QcowFileSystem'   = { param($dir) @{} }
+        'Optimize-QcowImage'   = { param($dir) @{ Confirm = $false } }
     }
 
     function script:New-ContractFolder {
@@ -53,6 +64,10 @@ BeforeAll {
         # A decoy that -Path 'vm [1]*.qcow2' as a wildcard would also match: -LiteralPath must not touch it.
         New-QemuImage -Path (Join-Path $dir 'vm 1-decoy.qcow2') -Size 1M | Out-Null
         return $dir
+    }
+
+    function script:Add-ContractBitmap([string]$Dir, [string]$Name) {
+        Invoke-QemuImg 'bitmap', '--add', (Join-Path $Dir 'vm [1]*.qcow2'), $Name | Out-Null
     }
 
     function script:Get-Sample([string]$Name, [string]$Dir) {
