@@ -11,6 +11,9 @@
     FormatsToProcess     = @('QcowPS.format.ps1xml')
     CmdletsToExport      = @(
         'Get-QcowInfo'
+        'Start-QcowNbdServer'
+        'Get-QcowNbdServer'
+        'Stop-QcowNbdServer'
         'Get-QcowSnapshot'
         'Read-QcowBlock'
         'Get-QcowCluster'
