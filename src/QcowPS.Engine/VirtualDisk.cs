@@ -175,6 +175,19 @@ namespace QcowPS.Engine
 
         public virtual void Flush() { }
 
+        /// <summary>
+        /// Gives a range back (NBD TRIM, qemu-io discard): what it reads afterwards is unspecified, so a
+        /// format may ignore the request. Formats that can deallocate override this.
+        /// </summary>
+        public virtual void Discard(long offset, long length)
+        {
+            CheckRange(offset, length);
+            if (!CanWrite) throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
+        }
+
+        /// <summary>Whether WriteZeroes of this range changes only metadata (NBD FAST_ZERO): no zeros are written out.</summary>
+        public virtual bool CanWriteZeroesFast(long offset, long length) => false;
+
         protected void CheckRange(long offset, long count)
         {
             if (offset < 0 || count < 0 || offset > Length || count > Length - offset)
