@@ -55,6 +55,7 @@ namespace QcowPS.Engine.Tests
             var (code, stdout, stderr) = Qemu.TryRun("qemu-img", "compare", "-f", image.Format, "-F", target == "raw" ? "raw" : "qcow2", image.Path, dest);
             Assert.True(code == 0, $"qemu-img compare {kind} -> {target}: {stdout}{stderr}");
             if (target != "raw") Qemu.AssertClean(dest);
+            ConvertTargetProperties.AssertMatch(image.Path, image.Format, dest, target);
             if (target == "zlib" || target == "zstd")
                 Assert.True(result.CompressedClusters > 0 || kind.StartsWith("v3-") || kind == "extl2", $"{kind}: nothing compressed");
             Assert.Empty(Directory.GetFiles(dir.Path, ".*qcowps-*"));
