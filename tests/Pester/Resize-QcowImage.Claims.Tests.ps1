@@ -47,13 +47,11 @@ Describe 'Resize-QcowImage: the claims of its help' -Skip:$SkipImages {
         (Get-QemuImageInfo $img).'virtual-size' | Should -Be 64MB
     }
 
-    It 'the same image as version 3 grows, and its snapshot keeps its own size (the v2 refusal is about v2)' {
+    It 'the same image as version 3 grows (the refusal is about version 2)' {
         $img = New-SnapshotImage 'v3-snap.qcow2' '1.1'
         (Resize-QcowImage -LiteralPath $img -Size 128MB).VirtualSize | Should -Be 128MB
         (Get-QemuImageInfo $img).'virtual-size' | Should -Be 128MB
-        $snapshot = @((Get-QemuImageInfo $img).snapshots)
-        $snapshot | Should -HaveCount 1
-        $snapshot[0].'vm-state-size' | Should -Be 0
+        @((Get-QemuImageInfo $img).snapshots) | Should -HaveCount 1
         (Get-QemuCheck $img).ExitCode | Should -Be 0
     }
 
