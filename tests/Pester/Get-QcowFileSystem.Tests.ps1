@@ -87,8 +87,11 @@ Describe 'Get-QcowFileSystem on a GPT disk with ext4, FAT, XFS, NTFS and swap' -
             $fs.Uuid | Should -Be $blkid.UUID -Because "partition $($fs.Partition)"
             # The NTFS label lives in the MFT ($Volume), which is not read yet: left empty, not guessed.
             if ($fs.Type -eq 'ntfs') { $fs.Label | Should -BeNullOrEmpty; continue }
+            # blkid prints no LABEL for a volume without one: then there is none to report.
             if ($blkid.ContainsKey('LABEL')) { $fs.Label | Should -Be $blkid.LABEL -Because "partition $($fs.Partition)" }
+            else { $fs.Label | Should -BeNullOrEmpty -Because "blkid finds no label on partition $($fs.Partition)" }
         }
+        @($found | Where-Object { $_.Type -ne 'ntfs' -and $_.Label }).Count | Should -BeGreaterThan 0 -Because 'the premise: some volumes have labels'
     }
 
     It 'ext4 usage equals dumpe2fs -h' {

@@ -156,7 +156,7 @@ namespace QcowPS.Engine.Tests
         /// The compressed streams of a qcow2 file, in guest order, found by reading its L1 and L2 tables
         /// here (not with the engine under test): each runs from its offset to the next stream or the end.
         /// </summary>
-        private static byte[][] CompressedStreams(string path)
+        internal static byte[][] CompressedStreams(string path)
         {
             var file = File.ReadAllBytes(path);
             ulong Be64(long at) => System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(file.AsSpan((int)at, 8));
