@@ -15,9 +15,36 @@ namespace QcowPS.Engine.Tests
     /// </summary>
     public class HostileImageTests
     {
-        // Header field offsets (qcow2 spec).
-        private const int Version = 4, BackingOffset = 8, BackingSize = 16, ClusterBits = 20, L1Size = 36, L1Offset = 40;
-        private const int SnapshotCount = 60, SnapshotOffset = 64, Incompatible = 72, RefcountOrder = 96, HeaderLength = 100;
+        // Header field offsets: the engine's own layout, so the tests patch exactly the fields it reads
+        // (HeaderLayoutMatchesTheSpec pins the layout itself to the spec's numbers).
+        private const int Version = Qcow2HeaderLayout.Version, BackingOffset = Qcow2HeaderLayout.BackingFileOffset;
+        private const int BackingSize = Qcow2HeaderLayout.BackingFileSize, ClusterBits = Qcow2HeaderLayout.ClusterBits;
+        private const int L1Size = Qcow2HeaderLayout.L1Size, L1Offset = Qcow2HeaderLayout.L1TableOffset;
+        private const int SnapshotCount = Qcow2HeaderLayout.SnapshotCount, SnapshotOffset = Qcow2HeaderLayout.SnapshotsOffset;
+        private const int Incompatible = Qcow2HeaderLayout.IncompatibleFeatures, RefcountOrder = Qcow2HeaderLayout.RefcountOrder;
+        private const int HeaderLength = Qcow2HeaderLayout.HeaderLength;
+
+        /// <summary>The layout's offsets, built from field lengths, are the spec's numbers ("Header", "Header extensions").</summary>
+        [Fact]
+        public void HeaderLayoutMatchesTheSpec()
+        {
+            var expected = new (int Actual, int Spec)[]
+            {
+                (Qcow2HeaderLayout.Magic, 0), (Qcow2HeaderLayout.Version, 4), (Qcow2HeaderLayout.BackingFileOffset, 8),
+                (Qcow2HeaderLayout.BackingFileSize, 16), (Qcow2HeaderLayout.ClusterBits, 20), (Qcow2HeaderLayout.Size, 24),
+                (Qcow2HeaderLayout.CryptMethod, 32), (Qcow2HeaderLayout.L1Size, 36), (Qcow2HeaderLayout.L1TableOffset, 40),
+                (Qcow2HeaderLayout.RefcountTableOffset, 48), (Qcow2HeaderLayout.RefcountTableClusters, 56),
+                (Qcow2HeaderLayout.SnapshotCount, 60), (Qcow2HeaderLayout.SnapshotsOffset, 64), (Qcow2HeaderLayout.V2End, 72),
+                (Qcow2HeaderLayout.IncompatibleFeatures, 72), (Qcow2HeaderLayout.CompatibleFeatures, 80),
+                (Qcow2HeaderLayout.AutoclearFeatures, 88), (Qcow2HeaderLayout.RefcountOrder, 96), (Qcow2HeaderLayout.HeaderLength, 100),
+                (Qcow2HeaderLayout.V3End, 104), (Qcow2HeaderLayout.CompressionType, 104), (Qcow2HeaderLayout.KnownFieldsEnd, 112),
+                (Qcow2HeaderLayout.ExtensionLength, 4), (Qcow2HeaderLayout.ExtensionData, 8),
+                (Qcow2HeaderLayout.FeatureNameText, 2), (Qcow2HeaderLayout.FeatureNameEntryLength, 48),
+                (Qcow2HeaderLayout.BitmapsDirectorySize, 8), (Qcow2HeaderLayout.BitmapsDirectoryOffset, 16), (Qcow2HeaderLayout.BitmapsExtensionLength, 24),
+                (Qcow2HeaderLayout.EncryptionHeaderLength, 8), (Qcow2HeaderLayout.EncryptionExtensionLength, 16),
+            };
+            for (int i = 0; i < expected.Length; i++) Assert.True(expected[i].Spec == expected[i].Actual, $"field {i}: {expected[i].Actual}, the spec says {expected[i].Spec}");
+        }
 
         /// <summary>Opens the image and reads every byte; returns the error, checking time and memory bounds.</summary>
         private static QcowException OpenAndReadAll(string path, ImageFormat format = ImageFormat.Auto)
@@ -291,13 +318,14 @@ namespace QcowPS.Engine.Tests
             // Rename the feature table's entry for incompatible bit 4 to bit 7 "frobnication", then set bit 7.
             var bytes = File.ReadAllBytes(path);
             int entry = -1;
-            for (int i = 104; i + 48 < 65536; i++)
-                if (bytes[i] == 0 && bytes[i + 1] == 4 && System.Text.Encoding.ASCII.GetString(bytes, i + 2, 8) == "extended") { entry = i; break; }
+            for (int i = Qcow2HeaderLayout.V3End; i + Qcow2HeaderLayout.FeatureNameEntryLength < 65536; i++)
+                if (bytes[i + Qcow2HeaderLayout.FeatureNameType] == 0 && bytes[i + Qcow2HeaderLayout.FeatureNameBit] == 4 &&
+                    System.Text.Encoding.ASCII.GetString(bytes, i + Qcow2HeaderLayout.FeatureNameText, 8) == "extended") { entry = i; break; }
             Assert.True(entry > 0, "feature name table entry not found");
-            var patch = new byte[48];
-            patch[0] = 0;
-            patch[1] = 7;
-            System.Text.Encoding.ASCII.GetBytes("frobnication").CopyTo(patch, 2);
+            var patch = new byte[Qcow2HeaderLayout.FeatureNameEntryLength];
+            patch[Qcow2HeaderLayout.FeatureNameType] = 0;
+            patch[Qcow2HeaderLayout.FeatureNameBit] = 7;
+            System.Text.Encoding.ASCII.GetBytes("frobnication").CopyTo(patch, Qcow2HeaderLayout.FeatureNameText);
             FilePatch.Bytes(path, entry, patch);
             FilePatch.U64(path, Incompatible, 1UL << 7);
             AssertError(OpenAndReadAll(path), QcowErrorKind.Unsupported, "frobnication");
@@ -393,7 +421,7 @@ namespace QcowPS.Engine.Tests
             // Turn the backing format extension into an unknown one: the format is no longer recorded.
             var bytes = File.ReadAllBytes(path);
             int at = -1;
-            for (int i = 104; i < 4096; i += 8) if (FilePatch.ReadU32(path, i) == 0xE2792ACA) { at = i; break; }
+            for (int i = Qcow2HeaderLayout.V3End; i < 4096; i += Qcow2HeaderLayout.ExtensionAlignment) if (FilePatch.ReadU32(path, i) == Qcow2HeaderExtension.BackingFormat) { at = i; break; }
             Assert.True(at > 0);
             FilePatch.U32(path, at, 0x7E570001);
             AssertError(OpenAndReadAll(path), QcowErrorKind.WrongFormat, "no recorded format", "never reads");
