@@ -30,7 +30,7 @@ namespace QcowPS.Engine.Operations.Conversion
         }
 
         /// <summary>Reader thread: one chunk of guest data, with zero runs marked and compressed streams fetched raw.</summary>
-        [MethodImpl(ZeroDetector.Hot)]
+        [MethodImpl(JitOptions.AggressiveOptimization)]
         private static void ReadChunk(VirtualDisk source, ConversionChunk chunk, int clusterSize, ArrayPool<byte> pool, bool kernelCopy)
         {
             int clusters = (chunk.Length + clusterSize - 1) / clusterSize;
@@ -93,7 +93,7 @@ namespace QcowPS.Engine.Operations.Conversion
         }
 
         /// <summary>Worker thread: inflate fetched streams, classify each destination cluster, compress.</summary>
-        [MethodImpl(ZeroDetector.Hot)]
+        [MethodImpl(JitOptions.AggressiveOptimization)]
         private static void ProcessChunk(ConversionChunk chunk, int clusterSize, ConvertOptions options, VirtualDisk backing,
             Func<Qcow2CompressionType, ClusterCodec> codec, ArrayPool<byte> pool)
         {
@@ -235,7 +235,7 @@ namespace QcowPS.Engine.Operations.Conversion
             new ReadOnlySpan<byte>(a, at, length).SequenceEqual(new ReadOnlySpan<byte>(b, 0, length));
 
         /// <summary>Calling thread: runs of data clusters in one write each, compressed streams packed.</summary>
-        [MethodImpl(ZeroDetector.Hot)]
+        [MethodImpl(JitOptions.AggressiveOptimization)]
         private static void WriteQcow2Chunk(Qcow2Image image, ConversionChunk chunk, int clusterSize, ConversionCounters result)
         {
             long firstCluster = chunk.Offset / clusterSize;
@@ -289,7 +289,7 @@ namespace QcowPS.Engine.Operations.Conversion
         }
 
         /// <summary>Calling thread: data written in runs at 4 KiB granularity, all-zero blocks left as holes.</summary>
-        [MethodImpl(ZeroDetector.Hot)]
+        [MethodImpl(JitOptions.AggressiveOptimization)]
         private static void WriteRawChunk(IHostFile file, ConversionChunk chunk, ConversionCounters result)
         {
             const int block = 4096;
