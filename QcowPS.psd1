@@ -35,6 +35,9 @@
         'Get-QcowPartition'
         'Get-QcowFileSystem'
         'Optimize-QcowImage'
+        'Start-QcowNbdServer'
+        'Get-QcowNbdServer'
+        'Stop-QcowNbdServer'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

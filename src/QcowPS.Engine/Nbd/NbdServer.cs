@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Net;
@@ -16,6 +17,10 @@ namespace QcowPS.Engine.Nbd
     public sealed class NbdServer : IDisposable
     {
         private const int MaxLogLines = 200;
+        /// <summary>The accept thread ends as soon as the listener closes; this only bounds a stuck one.</summary>
+        private const int AcceptThreadJoinMilliseconds = 5_000;
+        /// <summary>After the sockets of undrained sessions are closed, their threads end within this.</summary>
+        private const int AbortJoinMilliseconds = 2_000;
 
         private readonly Socket _listener;
         private readonly NbdServerOptions _options;
@@ -186,14 +191,8 @@ namespace QcowPS.Engine.Nbd
             try
             {
                 try { _listener.Dispose(); } catch (SocketException) { }
-                _acceptThread.Join(5000);
-                Thread[] threads;
-                lock (_connections)
-                {
-                    foreach (var c in _connections) c.Shutdown();
-                    threads = _threads.ToArray();
-                }
-                foreach (var t in threads) t.Join(60_000);
+                _acceptThread.Join(AcceptThreadJoinMilliseconds);
+                DrainConnections();
                 var errors = new List<Exception>();
                 foreach (var export in _exports.Values)
                 {
@@ -213,6 +212,40 @@ namespace QcowPS.Engine.Nbd
             {
                 Volatile.Write(ref _state, (int)NbdServerState.Stopped);
                 _stopped.Set();
+            }
+        }
+
+        /// <summary>
+        /// Asks every session to end after its requests in flight (no more requests are read), waits for
+        /// them up to StopDrainMilliseconds in all, then closes the sockets of those still running and
+        /// waits a bounded time more: a stop is prompt whatever the clients do.
+        /// </summary>
+        private void DrainConnections()
+        {
+            var deadline = Stopwatch.StartNew();
+            foreach (var c in ConnectionsNow()) c.Shutdown();
+            JoinConnectionThreads(_options.StopDrainMilliseconds, deadline);
+            var stragglers = ConnectionsNow();
+            if (stragglers.Length == 0) return;
+            Report($"stop: {stragglers.Length} connection(s) did not finish within {_options.StopDrainMilliseconds} ms; closing them");
+            foreach (var c in stragglers) c.Abort();
+            JoinConnectionThreads(_options.StopDrainMilliseconds + AbortJoinMilliseconds, deadline);
+        }
+
+        private NbdConnection[] ConnectionsNow()
+        {
+            lock (_connections) return _connections.ToArray();
+        }
+
+        /// <summary>Waits for the connection threads until the stopwatch reaches limit milliseconds.</summary>
+        private void JoinConnectionThreads(int limit, Stopwatch clock)
+        {
+            Thread[] threads;
+            lock (_connections) threads = _threads.ToArray();
+            foreach (var t in threads)
+            {
+                long left = limit - clock.ElapsedMilliseconds;
+                if (left <= 0 || !t.Join((int)left)) return;
             }
         }
 
