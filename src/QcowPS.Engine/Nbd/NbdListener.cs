@@ -76,8 +76,12 @@ namespace QcowPS.Engine.Nbd
         /// must also be a listening stream socket, and the variables are removed once it is taken so no
         /// process this one starts claims it again (what sd_listen_fds(1) does).
         /// </summary>
-        public static Socket FromSocketActivation()
+        public static Socket FromSocketActivation() => FromSocketActivation(out _);
+
+        /// <summary>As FromSocketActivation(); activatorProcessId is LISTEN_PID (this process, or the launcher it runs under).</summary>
+        public static Socket FromSocketActivation(out int activatorProcessId)
         {
+            activatorProcessId = -1;
             string fds = Environment.GetEnvironmentVariable("LISTEN_FDS");
             string pid = Environment.GetEnvironmentVariable("LISTEN_PID");
             if (string.IsNullOrEmpty(fds) || string.IsNullOrEmpty(pid)) return null;
@@ -113,13 +117,15 @@ namespace QcowPS.Engine.Nbd
                 socket.Dispose();
                 throw new QcowException(QcowErrorKind.InvalidArgument, null, $"LISTEN_FDS is set, but fd {ListenFdsStart} is not a listening stream socket");
             }
+            activatorProcessId = listenPid;
             Environment.SetEnvironmentVariable("LISTEN_FDS", null);
             Environment.SetEnvironmentVariable("LISTEN_PID", null);
             Environment.SetEnvironmentVariable("LISTEN_FDNAMES", null);
             return socket;
         }
 
-        private static bool IsSelfOrLauncher(int listenPid)
+        /// <summary>True when listenPid is this process or one of its ancestors up to MaxLauncherDepth levels up.</summary>
+        public static bool IsSelfOrLauncher(int listenPid)
         {
             int pid = Process.GetCurrentProcess().Id;
             for (int level = 0; level <= MaxLauncherDepth && pid > 1; level++)

@@ -17,7 +17,9 @@ namespace QcowPS.Engine.Nbd
     public sealed class NbdServer : IDisposable
     {
         private const int MaxLogLines = 200;
-        /// <summary>The accept thread ends as soon as the listener closes; this only bounds a stuck one.</summary>
+        /// <summary>How often the accept thread looks whether the server is stopping.</summary>
+        private const int AcceptPollMicroseconds = 200_000;
+        /// <summary>The accept thread sees the stop within one poll; this only bounds a stuck one.</summary>
         private const int AcceptThreadJoinMilliseconds = 5_000;
         /// <summary>After the sockets of undrained sessions are closed, their threads end within this.</summary>
         private const int AbortJoinMilliseconds = 2_000;
@@ -69,8 +71,8 @@ namespace QcowPS.Engine.Nbd
         /// <summary>Serves the exports on a listening socket this process inherited (systemd socket activation), or returns null.</summary>
         public static NbdServer FromSocketActivation(IEnumerable<NbdExport> exports, NbdServerOptions options = null)
         {
-            var socket = NbdListener.FromSocketActivation();
-            return socket == null ? null : new NbdServer(exports, socket, options, null, null, 0) { IsSocketActivated = true };
+            var socket = NbdListener.FromSocketActivation(out int activator);
+            return socket == null ? null : new NbdServer(exports, socket, options, null, null, 0) { IsSocketActivated = true, ActivatorProcessId = activator };
         }
 
         public IReadOnlyCollection<NbdExport> Exports => _exports.Values;
@@ -78,6 +80,16 @@ namespace QcowPS.Engine.Nbd
         public string Host { get; }
         public int Port { get; }
         public bool IsSocketActivated { get; private set; }
+
+        /// <summary>The process the activator started (LISTEN_PID): this one, or a launcher this one runs under.</summary>
+        public int ActivatorProcessId { get; private set; } = -1;
+
+        /// <summary>
+        /// True when a socket-activated server's launcher has exited: the activator ends the server by
+        /// signalling the process it started, and a launcher (the dotnet muxer) does not pass that on,
+        /// so the serving process must notice it was orphaned and stop by itself.
+        /// </summary>
+        public bool ActivatorGone => IsSocketActivated && !NbdListener.IsSelfOrLauncher(ActivatorProcessId);
         public bool UsesTls => _options.Certificate != null;
         public DateTime StartTime { get; }
         public NbdServerState State => (NbdServerState)Volatile.Read(ref _state);
@@ -130,6 +142,9 @@ namespace QcowPS.Engine.Nbd
                 Socket client;
                 try
                 {
+                    // Poll first: closing a socket does not wake an Accept blocked on an inherited
+                    // (socket-activated) fd, and Dispose would then wait for that Accept forever.
+                    if (!_listener.Poll(AcceptPollMicroseconds, SelectMode.SelectRead)) continue;
                     client = _listener.Accept();
                 }
                 catch (SocketException e)
@@ -190,8 +205,8 @@ namespace QcowPS.Engine.Nbd
             }
             try
             {
-                try { _listener.Dispose(); } catch (SocketException) { }
                 _acceptThread.Join(AcceptThreadJoinMilliseconds);
+                try { _listener.Dispose(); } catch (SocketException) { }
                 DrainConnections();
                 var errors = new List<Exception>();
                 foreach (var export in _exports.Values)

@@ -147,7 +147,14 @@ namespace QcowPS.Cmdlets
             try
             {
                 if (_stopping) return;
-                while (!entry.Server.WaitForStop(ForegroundPollMilliseconds)) { }
+                while (!entry.Server.WaitForStop(ForegroundPollMilliseconds))
+                {
+                    if (entry.Server.ActivatorGone)
+                    {
+                        WriteVerbose($"The process that started this server (LISTEN_PID {entry.Server.ActivatorProcessId}) has exited; stopping.");
+                        break;
+                    }
+                }
             }
             finally
             {
