@@ -53,6 +53,7 @@ BeforeAll {
         'Get-QcowPartition'    = { param($dir) @{} }
         'Get-QcowFileSystem'   = { param($dir) @{} }
         'Optimize-QcowImage'   = { param($dir) @{ Confirm = $false } }
+        'New-QcowPartitionTable' = { param($dir) @{ Force = $true; Confirm = $false } }
     }
 
     function script:New-ContractFolder {
