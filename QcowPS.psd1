@@ -33,6 +33,7 @@
         'Disable-QcowBitmap'
         'Merge-QcowBitmap'
         'Get-QcowPartition'
+        'New-QcowPartitionTable'
         'Get-QcowFileSystem'
         'Optimize-QcowImage'
         'Start-QcowNbdServer'

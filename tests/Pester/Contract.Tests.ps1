@@ -57,6 +57,7 @@ BeforeAll {
         'Start-QcowNbdServer'  = { param($dir) @{ Socket = (Join-Path $dir 'contract.sock'); ReadOnly = $true } }
         'Get-QcowNbdServer'    = { param($dir) @{} }
         'Stop-QcowNbdServer'   = { param($dir) @{} }
+        'New-QcowPartitionTable' = { param($dir) @{ Force = $true; Confirm = $false } }
     }
 
     function script:New-ContractFolder {
