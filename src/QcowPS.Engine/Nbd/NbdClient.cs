@@ -136,6 +136,8 @@ namespace QcowPS.Engine.Nbd
             {
                 if (_uri.IsUnix)
                 {
+                    if (!File.Exists(_uri.Socket))
+                        throw new NbdException(NbdFailure.ConnectionFailed, Server, $"Cannot connect to NBD server '{Server}': the socket '{_uri.Socket}' does not exist");
                     var type = Type.GetType("System.Net.Sockets.UnixDomainSocketEndPoint, System.Net.Sockets")
                         ?? throw new NbdException(NbdFailure.ConnectionFailed, Server, "This .NET runtime has no Unix domain sockets");
                     var endPoint = (EndPoint)Activator.CreateInstance(type, _uri.Socket);
