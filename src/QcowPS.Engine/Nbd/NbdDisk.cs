@@ -71,6 +71,8 @@ namespace QcowPS.Engine.Nbd
             lock (_statusGate)
             {
                 if (_allocation == null || offset < _statusStart || offset >= _statusEnd) FetchStatus(offset);
+                if (offset >= _statusEnd)
+                    throw new NbdException(NbdFailure.ProtocolViolation, Path, $"NBD server '{Path}' broke the protocol: its block status from {_statusStart} stops at {_statusEnd}, short of the block holding offset {offset}");
                 allocation = Find(_allocation, offset);
                 depth = _depth != null ? Find(_depth, offset) : (NbdExtent?)null;
             }
@@ -86,6 +88,7 @@ namespace QcowPS.Engine.Nbd
 
         private void FetchStatus(long offset)
         {
+            offset = AlignDown(offset);  // servers may refuse a request that does not start on a block
             int length = (int)Math.Min(StatusWindow, Length - offset);
             var status = _client.BlockStatus(offset, length);
             if (!status.TryGetValue(NbdProtocol.ContextBaseAllocation, out var allocation))
