@@ -64,7 +64,7 @@ namespace QcowPS.Engine.Operations
         {
             int runStart = -1;
             bool runIsData = false;
-            for (int at = 0; at <= length; at += ZeroBlock)
+            for (int at = 0; ; at += ZeroBlock)
             {
                 bool end = at >= length;
                 bool isData = !end && !ZeroDetector.IsZero(buffer, at, Math.Min(ZeroBlock, length - at));
@@ -80,7 +80,8 @@ namespace QcowPS.Engine.Operations
                     else ZeroUnlessZero(destination, offset + runStart, runEnd - runStart);
                     runStart = -1;
                 }
-                if (!end && runStart < 0)
+                if (end) break;
+                if (runStart < 0)
                 {
                     runStart = at;
                     runIsData = isData;

@@ -485,6 +485,7 @@ namespace QcowPS.Engine.Operations
             $"read {s_readTicks / (double)Stopwatch.Frequency:F2} s, work {s_workTicks / (double)Stopwatch.Frequency:F2} s, write {s_writeTicks / (double)Stopwatch.Frequency:F2} s";
 
         private static Exception Rethrow(Exception e) =>
+            e is Nbd.NbdException n ? n.Again() :  // keeps the NBD error id and the server's error name
             e is QcowException q ? new QcowException(q.Kind, q.FilePath, q.Message, q) { Operation = q.Operation } : new QcowException(QcowErrorKind.IoError, null, e.Message, e);
 
         /// <summary>
