@@ -7,7 +7,12 @@ using Xunit;
 
 namespace QcowPS.Engine.Tests.Nbd
 {
+    /// <summary>The hostile-server rounds measure the process's allocations, so nothing else may run beside them.</summary>
+    [CollectionDefinition(nameof(HostileServerCollection), DisableParallelization = true)]
+    public sealed class HostileServerCollection { }
+
     /// <summary>NBD URIs as nbd-uri.md defines them, and the client against a hostile server (no peers needed).</summary>
+    [Collection(nameof(HostileServerCollection))]
     public class NbdClientTests
     {
         [Theory]
