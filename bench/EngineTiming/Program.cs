@@ -2,6 +2,7 @@ using System;
 using System.Diagnostics;
 using QcowPS.Engine;
 using QcowPS.Engine.Operations;
+using QcowPS.Engine.Operations.Conversion;
 using QcowPS.Engine.Qcow2;
 
 string source = args[0], dest = args[1], mode = args.Length > 2 ? args[2] : "qcow2";
@@ -19,10 +20,10 @@ int repeat = int.TryParse(Environment.GetEnvironmentVariable("QCOWPS_TIMING_REPE
 for (int iteration = 0; iteration < repeat; iteration++)
 using (var disk = DiskImage.Open(source, new OpenOptions { Format = format }))
 {
-    ImageConverter.ResetTiming();
+    var timing = new ConversionTiming();
     var watch = Stopwatch.StartNew();
-    var r = ImageConverter.Convert(disk, dest, options);
-    Console.WriteLine(ImageConverter.TimingReport()); Console.WriteLine($"{mode}: {watch.Elapsed.TotalSeconds:F2} s, {r.FileSize / 1048576.0:F1} MiB, data {r.DataClusters} compressed {r.CompressedClusters} zero {r.ZeroClusters}; peak {Process.GetCurrentProcess().PeakWorkingSet64 >> 20} MiB; GCs {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}");
+    var r = ImageConverter.Convert(disk, dest, options, timing);
+    Console.WriteLine(timing); Console.WriteLine($"{mode}: {watch.Elapsed.TotalSeconds:F2} s, {r.FileSize / 1048576.0:F1} MiB, data {r.DataClusters} compressed {r.CompressedClusters} zero {r.ZeroClusters}; peak {Process.GetCurrentProcess().PeakWorkingSet64 >> 20} MiB; GCs {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}");
 }
 // Diagnostics: which codec backends this runtime reaches.
 Console.WriteLine("native zlib: " + typeof(ImageConverter).Assembly.GetType("QcowPS.Engine.Compression.DeflateCodec").GetProperty("NativeAvailable").GetValue(null)

@@ -116,18 +116,8 @@ namespace QcowPS.Engine
         /// <summary>The backing file name and format an image records (null name when it has none).</summary>
         public static void GetBackingReference(VirtualDisk disk, out string name, out string format)
         {
-            name = null;
-            format = null;
-            if (disk is Qcow2Image q)
-            {
-                name = q.Header.BackingFile;
-                format = q.Header.BackingFormat;
-            }
-            else if (disk is QedImage e)
-            {
-                name = e.Header.BackingFile;
-                format = e.Header.BackingIsRaw ? "raw" : null;
-            }
+            name = disk.RecordedBackingFile;
+            format = disk.RecordedBackingFormat;
         }
 
         private static void OpenBacking(VirtualDisk disk, OpenOptions options, List<string> chain, int depth)

@@ -3,56 +3,6 @@ using QcowPS.Engine.Qcow2;
 
 namespace QcowPS.Engine
 {
-    public enum ImageFormat
-    {
-        Auto,
-        Qcow2,
-        Qed,
-        Raw,
-        /// <summary>A disk behind an NBD server, named by an NBD URI (not a file format: never a conversion's output file).</summary>
-        Nbd,
-    }
-
-    /// <summary>
-    /// A run of guest bytes that one layer stores the same way: where it starts, how long it is,
-    /// what kind it is (ClusterType) and, for stored data, where it is in the host file.
-    /// Runs never cross a cluster boundary when they are compressed.
-    /// </summary>
-    public struct DiskExtent
-    {
-        public long Offset;
-        public long Length;
-        public ClusterType Type;
-        /// <summary>Host offset of the first byte (standard data), or of the compressed stream; -1 if none.</summary>
-        public long HostOffset;
-        /// <summary>For compressed clusters: the raw L2 entry, so the reader can find the stream.</summary>
-        public ulong L2Raw;
-
-        public bool IsData => Type == ClusterType.Normal || Type == ClusterType.Compressed;
-        public bool ReadsAsZero => Type == ClusterType.Zero || Type == ClusterType.ZeroAllocated;
-
-        public override string ToString() => $"[{Offset:X}+{Length:X}] {Type} @{HostOffset:X}";
-    }
-
-    /// <summary>
-    /// A run as the whole backing chain resolves it: which layer (0 = top) supplies the bytes and how.
-    /// Past the end of every layer that could supply them, the run is Unallocated at the deepest layer.
-    /// </summary>
-    public struct ChainExtent
-    {
-        public long Offset;
-        public long Length;
-        public ClusterType Type;
-        public int Depth;
-        public long HostOffset;
-        /// <summary>For compressed runs: the L2 entry in the layer that holds it.</summary>
-        public ulong L2Raw;
-        public VirtualDisk Layer;
-
-        /// <summary>Allocated somewhere in the chain (qemu-img map's "present").</summary>
-        public bool Present => Type != ClusterType.Unallocated;
-    }
-
     /// <summary>
     /// One virtual disk: a format turning a host file into guest bytes, over an optional backing disk.
     /// The one interface for qcow2, QED and raw, so that chains mix formats and operations
@@ -72,6 +22,15 @@ namespace QcowPS.Engine
         public VirtualDisk Backing { get; internal set; }
 
         public virtual bool CanWrite => false;
+
+        /// <summary>The unit reads of this disk are pieced in: its cluster size (a format without clusters: 64 KiB).</summary>
+        public virtual int PieceSize => 65536;
+
+        /// <summary>The backing file name this image records, as stored (null when it has none).</summary>
+        internal virtual string RecordedBackingFile => null;
+
+        /// <summary>The backing format this image records (null when it records none: the backing file is probed).</summary>
+        internal virtual string RecordedBackingFormat => null;
 
         /// <summary>Host file size in bytes.</summary>
         public abstract long FileSize { get; }

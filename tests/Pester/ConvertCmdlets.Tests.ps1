@@ -50,10 +50,6 @@ BeforeAll {
     $QcowModule = Import-QcowPSModule
     $ProgressPreference = 'SilentlyContinue'
 
-    function Get-Hash([string]$Path) { (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash }
-
-    function Get-ErrorIds($Errors) { @($Errors | ForEach-Object { ($_.FullyQualifiedErrorId -split ',')[0] }) }
-
     function Invoke-QemuCompare {
         <# qemu-img compare, whatever its exit code: ExitCode (0 identical, 1 different, 2 error) and Text. #>
         param(

@@ -471,8 +471,18 @@ function Invoke-ChildPwsh {
     return @($run.StdOut -split '\r?\n' | Where-Object { $_ -ne '' })
 }
 
+function Get-Hash([string]$Path) {
+    # SHA-256 of a file, to compare images before and after.
+    (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash
+}
+
+function Get-ErrorIds($Errors) {
+    # The stable ids (QcowPS.Something) of ErrorRecords, without the ",Command" suffix.
+    @($Errors | ForEach-Object { ($_.FullyQualifiedErrorId -split ',')[0] })
+}
+
 Export-ModuleMember -Function @(
-    'Get-QcowPSModulePath', 'Import-QcowPSModule',
+    'Get-QcowPSModulePath', 'Import-QcowPSModule', 'Get-Hash', 'Get-ErrorIds',
     'Get-QemuToolProblem', 'Test-SkipWithoutQemu', 'Assert-QemuTools', 'Assert-QemuToolsInIt',
     'Invoke-QemuImg', 'Invoke-QemuIo', 'New-QemuImage', 'Get-QemuImageInfo', 'Get-QemuMap', 'Export-QemuRaw',
     'Get-QemuCheck', 'Get-QemuIoPatternMismatch', 'Start-QemuIoHolder', 'Stop-QemuIoHolder',

@@ -75,8 +75,6 @@ BeforeAll {
     $QcowModule = Import-QcowPSModule
     $ProgressPreference = 'SilentlyContinue'
 
-    function Get-Hash([string]$Path) { (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash }
-
     function Get-RefcountEntry([string]$Path, [long]$HostOffset) {
         # The refcount block entry (16-bit by default) that counts the host cluster at $HostOffset.
         $entry = @(Get-QcowTable $Path RefcountBlock | Where-Object Target -eq $HostOffset)
@@ -91,8 +89,6 @@ BeforeAll {
         if ($entry.Count -ne 1) { throw "no L2 entry for guest offset $VirtualOffset in '$Path'" }
         return $entry[0]
     }
-
-    function Get-ErrorIds($Errors) { @($Errors | ForEach-Object { ($_.FullyQualifiedErrorId -split ',')[0] }) }
 }
 
 Describe 'New-QcowImage: provisioning disks' -Skip:$SkipImages {

@@ -199,13 +199,13 @@ namespace QcowPS.Engine.Tests
             Qemu.Require();
             using var dir = new TempDir();
             var (path, refblock, l2, _) = Make(dir);
-            FilePatch.U64(path, 72, 2);  // incompatible_features: corrupt
+            FilePatch.U64(path, Qcow2HeaderLayout.IncompatibleFeatures, 2);  // incompatible_features: corrupt
             using (var disk = DiskImage.Open(path)) Assert.Equal(16 << 20, disk.Length);
             var e = Assert.Throws<QcowException>(() => DiskImage.Open(path, new OpenOptions { Writable = true }));
             Assert.Equal(QcowErrorKind.ReadOnly, e.Kind);
             Assert.Contains("corrupt", e.Message);
             OurCheck(path, Qcow2RepairMode.All);
-            Assert.Equal(0UL, FilePatch.ReadU64(path, 72) & 2);
+            Assert.Equal(0UL, FilePatch.ReadU64(path, Qcow2HeaderLayout.IncompatibleFeatures) & 2);
             using (var disk = DiskImage.Open(path, new OpenOptions { Writable = true })) disk.Write(0, new byte[] { 1 }, 0, 1);
             Qemu.AssertClean(path);
         }
@@ -222,9 +222,9 @@ namespace QcowPS.Engine.Tests
                 disk.Write(0, new byte[70000], 0, 70000);
                 disk.Flush();
                 // While open with unflushed lazy refcounts, the dirty bit is set on disk.
-                Assert.NotEqual(0UL, FilePatch.ReadU64(path, 72) & 1);
+                Assert.NotEqual(0UL, FilePatch.ReadU64(path, Qcow2HeaderLayout.IncompatibleFeatures) & 1);
             }
-            Assert.Equal(0UL, FilePatch.ReadU64(path, 72) & 1);
+            Assert.Equal(0UL, FilePatch.ReadU64(path, Qcow2HeaderLayout.IncompatibleFeatures) & 1);
 
             // Simulate a crash with refcounts not written: drop the refcount of an allocated data cluster and set dirty.
             using (var image = (Qcow2Image)DiskImage.Open(path))
@@ -235,11 +235,11 @@ namespace QcowPS.Engine.Tests
                 image.Dispose();
                 SetRefcount16(path, refblock, data, 0);
             }
-            FilePatch.U64(path, 72, 1);
+            FilePatch.U64(path, Qcow2HeaderLayout.IncompatibleFeatures, 1);
             Assert.True(Qemu.Check(path).corruptions > 0);
             using (DiskImage.Open(path, new OpenOptions { Writable = true })) { }
             Qemu.AssertClean(path);
-            Assert.Equal(0UL, FilePatch.ReadU64(path, 72) & 1);
+            Assert.Equal(0UL, FilePatch.ReadU64(path, Qcow2HeaderLayout.IncompatibleFeatures) & 1);
         }
     }
 }

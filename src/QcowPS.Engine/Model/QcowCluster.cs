@@ -1,3 +1,4 @@
+using QcowPS.Engine;
 using QcowPS.Engine.Qcow2;
 
 namespace QcowPS

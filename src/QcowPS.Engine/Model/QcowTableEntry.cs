@@ -1,13 +1,5 @@
 namespace QcowPS
 {
-    public enum QcowTableKind
-    {
-        L1,
-        L2,
-        RefcountTable,
-        RefcountBlock,
-    }
-
     /// <summary>One entry of a metadata table (Get-QcowTable).</summary>
     public sealed class QcowTableEntry
     {

@@ -22,43 +22,43 @@ namespace QcowPS.Engine.Operations
             };
             if (disk is Nbd.NbdDisk nbd) return DescribeNbd(nbd, info);
             info.ActualSize = HostFileSystem.GetAllocatedSize(disk.Path);
-            if (disk is Qcow2Image q)
+            if (disk is Qcow2Image qcow2)
             {
-                var h = q.Header;
-                info.Version = h.Version;
-                info.Compat = h.Version == 2 ? "0.10" : "1.1";
-                info.ClusterSize = h.ClusterSize;
-                info.BackingFile = h.BackingFile;
-                info.BackingFormat = h.BackingFormat;
-                info.DataFile = h.DataFile;
-                if (h.HasExternalDataFile) info.DataFileRaw = h.RawExternalData;
-                info.CompressionType = h.CompressionType;
-                info.RefcountBits = h.RefcountBits;
-                info.LazyRefcounts = h.LazyRefcounts;
-                info.ExtendedL2 = h.HasExtendedL2;
-                info.Encrypted = h.IsEncrypted;
-                info.EncryptionFormat = h.CryptMethod == 1 ? "aes" : h.CryptMethod == 2 ? "luks" : null;
-                info.Dirty = h.IsDirty;
-                info.Corrupt = h.IsCorrupt;
-                info.SnapshotCount = (int)h.SnapshotCount;
-                info.L1Size = h.L1Size;
-                info.L1TableOffset = (long)h.L1TableOffset;
-                info.RefcountTableOffset = (long)h.RefcountTableOffset;
-                info.RefcountTableClusters = h.RefcountTableClusters;
-                info.SnapshotsOffset = (long)h.SnapshotsOffset;
-                info.HeaderLength = (int)h.HeaderLength;
-                info.IncompatibleFeatures = (Qcow2IncompatibleFeatures)h.IncompatibleFeatures;
-                info.CompatibleFeatures = (Qcow2CompatibleFeatures)h.CompatibleFeatures;
-                info.AutoclearFeatures = (Qcow2AutoclearFeatures)h.AutoclearFeatures;
-                info.HeaderExtensions = new TextList(h.Extensions.Select(e => e.Name));
-                info.BitmapCount = (int)h.BitmapCount;
+                var header = qcow2.Header;
+                info.Version = header.Version;
+                info.Compat = header.Version == 2 ? "0.10" : "1.1";
+                info.ClusterSize = header.ClusterSize;
+                info.BackingFile = header.BackingFile;
+                info.BackingFormat = header.BackingFormat;
+                info.DataFile = header.DataFile;
+                if (header.HasExternalDataFile) info.DataFileRaw = header.RawExternalData;
+                info.CompressionType = header.CompressionType;
+                info.RefcountBits = header.RefcountBits;
+                info.LazyRefcounts = header.LazyRefcounts;
+                info.ExtendedL2 = header.HasExtendedL2;
+                info.Encrypted = header.IsEncrypted;
+                info.EncryptionFormat = header.CryptMethod == 1 ? "aes" : header.CryptMethod == 2 ? "luks" : null;
+                info.Dirty = header.IsDirty;
+                info.Corrupt = header.IsCorrupt;
+                info.SnapshotCount = (int)header.SnapshotCount;
+                info.L1Size = header.L1Size;
+                info.L1TableOffset = (long)header.L1TableOffset;
+                info.RefcountTableOffset = (long)header.RefcountTableOffset;
+                info.RefcountTableClusters = header.RefcountTableClusters;
+                info.SnapshotsOffset = (long)header.SnapshotsOffset;
+                info.HeaderLength = (int)header.HeaderLength;
+                info.IncompatibleFeatures = (Qcow2IncompatibleFeatures)header.IncompatibleFeatures;
+                info.CompatibleFeatures = (Qcow2CompatibleFeatures)header.CompatibleFeatures;
+                info.AutoclearFeatures = (Qcow2AutoclearFeatures)header.AutoclearFeatures;
+                info.HeaderExtensions = new TextList(header.Extensions.Select(extension => extension.Name));
+                info.BitmapCount = (int)header.BitmapCount;
             }
-            else if (disk is QedImage e)
+            else if (disk is QedImage qed)
             {
-                info.ClusterSize = (int)e.Header.ClusterSize;
-                info.BackingFile = e.Header.BackingFile;
-                info.BackingFormat = e.Header.BackingFile != null && e.Header.BackingIsRaw ? "raw" : null;
-                info.Dirty = e.Header.NeedsCheck;
+                info.ClusterSize = (int)qed.Header.ClusterSize;
+                info.BackingFile = qed.Header.BackingFile;
+                info.BackingFormat = qed.Header.BackingFile != null && qed.Header.BackingIsRaw ? "raw" : null;
+                info.Dirty = qed.Header.NeedsCheck;
             }
             if (info.BackingFile != null)
             {
@@ -320,13 +320,7 @@ namespace QcowPS.Engine.Operations
             }
         }
 
-        /// <summary>The cluster size of a disk for piecing reads (raw: 64 KiB).</summary>
-        public static int PieceSize(VirtualDisk disk)
-        {
-            if (disk is Qcow2Image q) return q.ClusterSize;
-            if (disk is Qcow2SnapshotView v) return v.ClusterSize;
-            if (disk is QedImage e) return (int)e.Header.ClusterSize;
-            return 65536;
-        }
+        /// <summary>The cluster size of a disk for piecing reads (raw: 64 KiB); each format answers it (VirtualDisk.PieceSize).</summary>
+        public static int PieceSize(VirtualDisk disk) => disk.PieceSize;
     }
 }

@@ -8,11 +8,7 @@ namespace QcowPS.Engine.Operations
     /// <summary>All-zero checks on the hot path: vectorised, no allocation.</summary>
     public static class ZeroDetector
     {
-        /// <summary>MethodImplOptions.AggressiveOptimization (not in netstandard2.0's enum, honoured by .NET Core 3+):
-        /// hot loops are compiled optimised at once instead of running tier-0 code for the first seconds.</summary>
-        internal const MethodImplOptions Hot = (MethodImplOptions)512;
-
-        [MethodImpl(Hot)]
+        [MethodImpl(JitOptions.AggressiveOptimization)]
         public static bool IsZero(byte[] data, int offset, int count)
         {
             var span = new ReadOnlySpan<byte>(data, offset, count);

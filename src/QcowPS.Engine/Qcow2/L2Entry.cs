@@ -1,20 +1,5 @@
 namespace QcowPS.Engine.Qcow2
 {
-    /// <summary>What a guest cluster (or subcluster) is, as its L2 entry says.</summary>
-    public enum ClusterType
-    {
-        /// <summary>Not allocated here: reads come from the backing file, or zeros.</summary>
-        Unallocated,
-        /// <summary>Data in a host cluster.</summary>
-        Normal,
-        /// <summary>Compressed data in a byte range of the image file.</summary>
-        Compressed,
-        /// <summary>Reads as zeros, no host cluster (v3 zero flag, or QED's zero cluster).</summary>
-        Zero,
-        /// <summary>Reads as zeros, with a preallocated host cluster.</summary>
-        ZeroAllocated,
-    }
-
     /// <summary>
     /// Decodes one L2 entry (spec: "Cluster mapping", "Extended L2 Entries"). For extended L2 the
     /// bitmap is the second 64 bits; for compressed clusters it is ignored.

@@ -4,83 +4,54 @@ using QcowPS.Engine.IO;
 
 namespace QcowPS.Engine.Qcow2
 {
-    public enum Preallocation
-    {
-        Off,
-        /// <summary>L2 tables and data clusters allocated; the file is extended, sparse.</summary>
-        Metadata,
-        /// <summary>As Metadata, and the data clusters written with zeros.</summary>
-        Full,
-    }
-
-    /// <summary>What New-QcowImage asks for (qemu-img create -f qcow2 -o ...).</summary>
-    public sealed class Qcow2CreateOptions
-    {
-        /// <summary>Virtual size in bytes; null takes the backing file's size.</summary>
-        public long? Size { get; set; }
-        public int ClusterSize { get; set; } = 65536;
-        public int Version { get; set; } = 3;
-        public int RefcountBits { get; set; } = 16;
-        public bool LazyRefcounts { get; set; }
-        public bool ExtendedL2 { get; set; }
-        public Qcow2CompressionType CompressionType { get; set; } = Qcow2CompressionType.Zlib;
-        /// <summary>The backing file name as it will be stored (relative names are relative to the new image).</summary>
-        public string BackingFile { get; set; }
-        /// <summary>qcow2, qed or raw; null probes the backing file (qcow2/QED only, never raw).</summary>
-        public string BackingFormat { get; set; }
-        public Preallocation Preallocation { get; set; } = Preallocation.Off;
-        /// <summary>Replace an existing file (the new image is built under a temporary name first).</summary>
-        public bool Overwrite { get; set; }
-    }
-
     /// <summary>Creates qcow2 images laid out as QEMU lays them out (header, refcount table, refcount blocks, L1).</summary>
     public static class Qcow2Creator
     {
         public const long MaxL1Entries = Qcow2Header.MaxL1Bytes / 8;
 
         /// <summary>Checks the options; returns the resolved virtual size (rounded up to 512).</summary>
-        public static long Validate(string path, Qcow2CreateOptions o, out string backingFormat)
+        public static long Validate(string path, Qcow2CreateOptions options, out string backingFormat)
         {
-            backingFormat = o.BackingFormat;
-            int cs = o.ClusterSize;
+            backingFormat = options.BackingFormat;
+            int cs = options.ClusterSize;
             if (cs < 512 || cs > (2 << 20) || (cs & (cs - 1)) != 0)
                 throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Cluster size {cs} is not a power of two from 512 bytes to 2 MiB");
-            if (o.Version != 2 && o.Version != 3)
-                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Version {o.Version} is not 2 or 3");
-            int rb = o.RefcountBits;
+            if (options.Version != 2 && options.Version != 3)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Version {options.Version} is not 2 or 3");
+            int rb = options.RefcountBits;
             if (rb < 1 || rb > 64 || (rb & (rb - 1)) != 0)
                 throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Refcount width {rb} is not a power of two from 1 to 64 bits");
-            if (o.Version == 2)
+            if (options.Version == 2)
             {
                 if (rb != 16) throw new QcowException(QcowErrorKind.InvalidArgument, path, "Version 2 images only have 16-bit refcounts");
-                if (o.LazyRefcounts) throw new QcowException(QcowErrorKind.InvalidArgument, path, "Lazy refcounts need a version 3 image");
-                if (o.ExtendedL2) throw new QcowException(QcowErrorKind.InvalidArgument, path, "Extended L2 entries need a version 3 image");
-                if (o.CompressionType != Qcow2CompressionType.Zlib) throw new QcowException(QcowErrorKind.InvalidArgument, path, "zstd compression needs a version 3 image");
+                if (options.LazyRefcounts) throw new QcowException(QcowErrorKind.InvalidArgument, path, "Lazy refcounts need a version 3 image");
+                if (options.ExtendedL2) throw new QcowException(QcowErrorKind.InvalidArgument, path, "Extended L2 entries need a version 3 image");
+                if (options.CompressionType != Qcow2CompressionType.Zlib) throw new QcowException(QcowErrorKind.InvalidArgument, path, "zstd compression needs a version 3 image");
             }
-            if (o.ExtendedL2 && cs < 16384)
+            if (options.ExtendedL2 && cs < 16384)
                 throw new QcowException(QcowErrorKind.InvalidArgument, path, $"Extended L2 entries need clusters of at least 16 KiB (32 subclusters of 512 bytes); {cs} is too small");
-            if (o.BackingFile != null && o.Preallocation != Preallocation.Off && !o.ExtendedL2)
+            if (options.BackingFile != null && options.Preallocation != Preallocation.Off && !options.ExtendedL2)
                 throw new QcowException(QcowErrorKind.InvalidArgument, path, "A backing file and preallocation can only be used together with extended L2 entries");
 
-            long? size = o.Size;
-            if (o.BackingFile != null)
+            long? size = options.Size;
+            if (options.BackingFile != null)
             {
-                if (System.Text.Encoding.UTF8.GetByteCount(o.BackingFile) > Qcow2Header.MaxBackingFileNameLength)
+                if (System.Text.Encoding.UTF8.GetByteCount(options.BackingFile) > Qcow2Header.MaxBackingFileNameLength)
                     throw new QcowException(QcowErrorKind.InvalidArgument, path, $"The backing file name is longer than {Qcow2Header.MaxBackingFileNameLength} bytes");
-                string resolved = BackingResolver.ResolveRelative(path, o.BackingFile, "backing file");
+                string resolved = BackingResolver.ResolveRelative(path, options.BackingFile, "backing file");
                 if (!File.Exists(resolved))
                 {
                     if (size == null)
-                        throw new QcowException(QcowErrorKind.NotFound, path, $"Backing file '{o.BackingFile}' does not exist (resolved to '{resolved}'), so the size cannot be taken from it");
+                        throw new QcowException(QcowErrorKind.NotFound, path, $"Backing file '{options.BackingFile}' does not exist (resolved to '{resolved}'), so the size cannot be taken from it");
                     if (backingFormat == null)
-                        throw new QcowException(QcowErrorKind.NotFound, path, $"Backing file '{o.BackingFile}' does not exist and no backing format was given");
+                        throw new QcowException(QcowErrorKind.NotFound, path, $"Backing file '{options.BackingFile}' does not exist and no backing format was given");
                 }
                 else
                 {
                     var format = BackingResolver.ParseFormatName(path, backingFormat);
                     if (format == ImageFormat.Auto && DiskImage.Probe(resolved) == ImageFormat.Auto)
                         throw new QcowException(QcowErrorKind.InvalidArgument, path,
-                            $"Backing file '{o.BackingFile}' is not a qcow2 or QED image; if it is a raw image, say so with -BackingFormat raw");
+                            $"Backing file '{options.BackingFile}' is not a qcow2 or QED image; if it is a raw image, say so with -BackingFormat raw");
                     using (var backing = DiskImage.Open(resolved, new OpenOptions { Format = format, OpenBackingChain = false, Lock = LockMode.None }))
                     {
                         if (size == null) size = backing.Length;
@@ -97,12 +68,12 @@ namespace QcowPS.Engine.Qcow2
             long rounded = (size.Value + 511) & ~511L;
 
             int clusterBits = Log2(cs);
-            ulong l1 = Qcow2Header.L1EntriesFor((ulong)rounded, clusterBits, o.ExtendedL2);
+            ulong l1 = Qcow2Header.L1EntriesFor((ulong)rounded, clusterBits, options.ExtendedL2);
             if (l1 > MaxL1Entries)
             {
                 int smallest = -1;
                 for (int bits = clusterBits + 1; bits <= 21; bits++)
-                    if (Qcow2Header.L1EntriesFor((ulong)rounded, bits, o.ExtendedL2) <= MaxL1Entries) { smallest = 1 << bits; break; }
+                    if (Qcow2Header.L1EntriesFor((ulong)rounded, bits, options.ExtendedL2) <= MaxL1Entries) { smallest = 1 << bits; break; }
                 string hint = smallest > 0 ? $"; the smallest cluster size that holds it is {FormatSize(smallest)}" : "; no cluster size up to 2 MiB holds it";
                 throw new QcowException(QcowErrorKind.InvalidArgument, path,
                     $"The image size is too large for {FormatSize(cs)} clusters: its L1 table would need {l1} entries, above QEMU's limit of {MaxL1Entries} (32 MiB){hint}");
@@ -121,28 +92,28 @@ namespace QcowPS.Engine.Qcow2
         }
 
         /// <summary>Creates the image; on any failure nothing is left under the requested name.</summary>
-        public static void Create(string path, Qcow2CreateOptions o, Func<IHostFile, IHostFile> wrap = null)
+        public static void Create(string path, Qcow2CreateOptions options, Func<IHostFile, IHostFile> wrap = null)
         {
             path = Path.GetFullPath(path);
-            long size = Validate(path, o, out string backingFormat);
-            NewFile.CheckCanCreate(path, o.Overwrite);
+            long size = Validate(path, options, out string backingFormat);
+            NewFile.CheckCanCreate(path, options.Overwrite);
             string temp = NewFile.TemporaryPathFor(path);
             // Replacing a file: hold its write lock until the new image takes its place, so an image a VM
             // (or anyone) has open is never replaced under it (qemu-img create refuses the same way).
-            IHostFile replaced = o.Overwrite && File.Exists(path) ? FileHostFile.Open(path, true) : null;
+            IHostFile replaced = options.Overwrite && File.Exists(path) ? FileHostFile.Open(path, true) : null;
             try
             {
                 IHostFile file = FileHostFile.Create(temp, overwrite: false);
                 if (wrap != null) file = wrap(file);
-                using (file) WriteEmptyImage(file, o, size, backingFormat);
-                if (o.Preallocation != Preallocation.Off)
+                using (file) WriteEmptyImage(file, options, size, backingFormat);
+                if (options.Preallocation != Preallocation.Off)
                 {
                     using (var image = (Qcow2Image)DiskImage.Open(temp, new OpenOptions { Format = ImageFormat.Qcow2, Writable = true, OpenBackingChain = false, WrapHostFile = wrap }))
-                        image.Preallocate(o.Preallocation == Preallocation.Full);
+                        image.Preallocate(options.Preallocation == Preallocation.Full);
                 }
                 replaced?.Dispose();
                 replaced = null;
-                NewFile.MoveIntoPlace(temp, path, o.Overwrite);
+                NewFile.MoveIntoPlace(temp, path, options.Overwrite);
             }
             catch
             {
@@ -156,13 +127,13 @@ namespace QcowPS.Engine.Qcow2
         }
 
         /// <summary>Header, refcount table, refcount blocks and a zeroed L1 table, all counted.</summary>
-        internal static void WriteEmptyImage(IHostFile file, Qcow2CreateOptions o, long size, string backingFormat)
+        internal static void WriteEmptyImage(IHostFile file, Qcow2CreateOptions options, long size, string backingFormat)
         {
-            int cs = o.ClusterSize;
+            int cs = options.ClusterSize;
             int clusterBits = Log2(cs);
-            int refcountOrder = Log2(o.RefcountBits);
+            int refcountOrder = Log2(options.RefcountBits);
             long perBlock = ((long)cs * 8) >> refcountOrder;
-            long l1Entries = (long)Qcow2Header.L1EntriesFor((ulong)size, clusterBits, o.ExtendedL2);
+            long l1Entries = (long)Qcow2Header.L1EntriesFor((ulong)size, clusterBits, options.ExtendedL2);
             long l1Clusters = (l1Entries * 8 + cs - 1) / cs;
 
             // Sizes that cover themselves: header + refcount table + refcount blocks + L1.
@@ -183,7 +154,7 @@ namespace QcowPS.Engine.Qcow2
 
             var header = new Qcow2Header
             {
-                Version = o.Version,
+                Version = options.Version,
                 ClusterBits = clusterBits,
                 Size = (ulong)size,
                 L1Size = (uint)l1Entries,
@@ -191,14 +162,14 @@ namespace QcowPS.Engine.Qcow2
                 RefcountTableOffset = (ulong)tableOffset,
                 RefcountTableClusters = (uint)tableClusters,
                 RefcountOrder = refcountOrder,
-                HeaderLength = o.Version == 2 ? (uint)Qcow2Header.V2HeaderLength : 112,
-                CompressionType = o.CompressionType,
-                BackingFile = o.BackingFile,
-                BackingFormat = o.BackingFile != null ? backingFormat : null,
+                HeaderLength = options.Version == 2 ? (uint)Qcow2Header.V2HeaderLength : (uint)Qcow2HeaderLayout.KnownFieldsEnd,
+                CompressionType = options.CompressionType,
+                BackingFile = options.BackingFile,
+                BackingFormat = options.BackingFile != null ? backingFormat : null,
             };
-            if (o.CompressionType != Qcow2CompressionType.Zlib) header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.CompressionType;
-            if (o.ExtendedL2) header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.ExtendedL2;
-            if (o.LazyRefcounts) header.CompatibleFeatures |= (ulong)Qcow2CompatibleFeatures.LazyRefcounts;
+            if (options.CompressionType != Qcow2CompressionType.Zlib) header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.CompressionType;
+            if (options.ExtendedL2) header.IncompatibleFeatures |= (ulong)Qcow2IncompatibleFeatures.ExtendedL2;
+            if (options.LazyRefcounts) header.CompatibleFeatures |= (ulong)Qcow2CompatibleFeatures.LazyRefcounts;
             if (l1Entries == 0) header.L1TableOffset = (ulong)l1Offset;
 
             // The L1 table's zeros come from extending the file (sparse), like an exabyte image needs.

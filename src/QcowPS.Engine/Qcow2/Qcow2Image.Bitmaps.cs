@@ -19,10 +19,6 @@ namespace QcowPS.Engine.Qcow2
     public sealed partial class Qcow2Image
     {
         // Bitmaps header extension fields (spec: "Bitmaps extension").
-        private const int BitmapExtNumberOffset = 0;
-        private const int BitmapExtDirectorySizeOffset = 8;
-        private const int BitmapExtDirectoryOffsetOffset = 16;
-        private const int BitmapExtLength = 24;
 
         // Bitmap directory entry fields (spec: "Bitmap directory").
         private const int BmeTableOffset = 0;
@@ -457,10 +453,10 @@ namespace QcowPS.Engine.Qcow2
             Header.Extensions.RemoveAll(e => e.Type == Qcow2HeaderExtension.Bitmaps);
             if (_bitmaps.Count > 0)
             {
-                var ext = new byte[BitmapExtLength];
-                BigEndian.Put32(ext, BitmapExtNumberOffset, (uint)_bitmaps.Count);
-                BigEndian.Put64(ext, BitmapExtDirectorySizeOffset, (ulong)directory.Length);
-                BigEndian.Put64(ext, BitmapExtDirectoryOffsetOffset, (ulong)directoryOffset);
+                var ext = new byte[Qcow2HeaderLayout.BitmapsExtensionLength];
+                BigEndian.Put32(ext, Qcow2HeaderLayout.BitmapsCount, (uint)_bitmaps.Count);
+                BigEndian.Put64(ext, Qcow2HeaderLayout.BitmapsDirectorySize, (ulong)directory.Length);
+                BigEndian.Put64(ext, Qcow2HeaderLayout.BitmapsDirectoryOffset, (ulong)directoryOffset);
                 Header.Extensions.Add(new Qcow2HeaderExtension { Type = Qcow2HeaderExtension.Bitmaps, Data = ext });
                 Header.AutoclearFeatures |= (ulong)Qcow2AutoclearFeatures.Bitmaps;
             }

@@ -4,15 +4,6 @@ using QcowPS.Engine.IO;
 
 namespace QcowPS.Engine.Qcow2
 {
-    public enum Qcow2RepairMode
-    {
-        None,
-        /// <summary>Fix refcounts that are too high (qemu-img check -r leaks).</summary>
-        Leaks,
-        /// <summary>Fix leaks and corruptions: refcounts too low, COPIED flags, broken refcount structures (-r all).</summary>
-        All,
-    }
-
     // Consistency check and repair (QEMU: qcow2_check_refcounts and friends in block/qcow2-refcount.c).
     // Refcounts are rebuilt from the tables and compared with the stored ones; the counts follow
     // qemu-img check so that the two agree on every image.
@@ -80,7 +71,7 @@ namespace QcowPS.Engine.Qcow2
                 Result.Path = image.Path;
             }
 
-            private Qcow2Header H => _image.Header;
+            private Qcow2Header Header => _image.Header;
             private int ClusterBits => _image.ClusterBits;
             private int ClusterSize => _image.ClusterSize;
             private bool FixLeaks => _mode != Qcow2RepairMode.None;
@@ -140,8 +131,8 @@ namespace QcowPS.Engine.Qcow2
                 _entriesWalked = 0;
                 _entriesInAll = _image._l1.Length;
                 foreach (var s in _image._snapshots) _entriesInAll += s.L1Size;
-                CheckL1((long)H.L1TableOffset, H.L1Size, active: true, l1: _image._l1);
-                if (H.HasExternalDataFile && _image._snapshots.Count > 0)
+                CheckL1((long)Header.L1TableOffset, Header.L1Size, active: true, l1: _image._l1);
+                if (Header.HasExternalDataFile && _image._snapshots.Count > 0)
                 {
                     Problem("ERROR: the image has an external data file and internal snapshots");
                     Result.Corruptions++;
@@ -158,14 +149,14 @@ namespace QcowPS.Engine.Qcow2
                     }
                     CheckL1(s.L1TableOffset, s.L1Size, active: false, l1: l1);
                 }
-                if (H.SnapshotCount > 0)
+                if (Header.SnapshotCount > 0)
                 {
                     long size = 0;
                     foreach (var s in _image._snapshots) size += s.EntrySize;
-                    Inc((long)H.SnapshotsOffset, size);
+                    Inc((long)Header.SnapshotsOffset, size);
                 }
-                Inc((long)H.RefcountTableOffset, (long)_image._refcountTable.Length * 8);
-                if (H.EncryptionHeaderLength > 0) Inc((long)H.EncryptionHeaderOffset, (long)H.EncryptionHeaderLength);
+                Inc((long)Header.RefcountTableOffset, (long)_image._refcountTable.Length * 8);
+                if (Header.EncryptionHeaderLength > 0) Inc((long)Header.EncryptionHeaderOffset, (long)Header.EncryptionHeaderLength);
                 CountBitmaps();
                 CheckRefcountBlocks();
             }
@@ -245,7 +236,7 @@ namespace QcowPS.Engine.Qcow2
             private void CheckL2(byte[] table, bool active)
             {
                 _nextContiguous = 0;  // as QEMU: contiguity is judged within one L2 table
-                for (int i = 0; i < H.L2Entries; i++)
+                for (int i = 0; i < Header.L2Entries; i++)
                 {
                     var e = _image.ReadL2Entry(table, i);
                     ulong bitmap = e.Bitmap;
@@ -262,7 +253,7 @@ namespace QcowPS.Engine.Qcow2
                                 Problem($"ERROR: coffset=0x{e.CompressedOffset:x}: copied flag must never be set for compressed clusters");
                                 Result.Corruptions++;
                             }
-                            if (H.HasExternalDataFile)
+                            if (Header.HasExternalDataFile)
                             {
                                 Problem($"ERROR compressed cluster {i} with data file");
                                 Result.Corruptions++;
@@ -286,7 +277,7 @@ namespace QcowPS.Engine.Qcow2
                         case ClusterType.Normal:
                         {
                             long offset = (long)(e.Raw & L2Entry.OffsetMask);
-                            if (H.HasExtendedL2 && (((uint)(bitmap >> 32)) & (uint)bitmap) != 0)
+                            if (Header.HasExtendedL2 && (((uint)(bitmap >> 32)) & (uint)bitmap) != 0)
                             {
                                 Problem($"ERROR offset={offset:x}: Allocated cluster has corrupted subcluster allocation bitmap");
                                 Result.Corruptions++;
@@ -303,11 +294,11 @@ namespace QcowPS.Engine.Qcow2
                                 if (_nextContiguous != 0 && offset != _nextContiguous) Result.FragmentedClusters++;
                                 _nextContiguous = offset + ClusterSize;
                             }
-                            if (!H.HasExternalDataFile) Inc(offset, ClusterSize);
+                            if (!Header.HasExternalDataFile) Inc(offset, ClusterSize);
                             break;
                         }
                         case ClusterType.Unallocated:
-                            if (H.HasExtendedL2 && (uint)bitmap != 0)
+                            if (Header.HasExtendedL2 && (uint)bitmap != 0)
                             {
                                 Problem("ERROR: Unallocated cluster has non-zero subcluster allocation bitmap");
                                 Result.Corruptions++;
@@ -320,9 +311,9 @@ namespace QcowPS.Engine.Qcow2
             /// <summary>Bitmaps are kept, not interpreted, but their clusters are in use (qcow2_check_bitmaps_refcounts).</summary>
             private void CountBitmaps()
             {
-                if (H.BitmapCount == 0 || H.BitmapDirectorySize == 0) return;
-                long dirOffset = (long)H.BitmapDirectoryOffset;
-                long dirSize = (long)H.BitmapDirectorySize;
+                if (Header.BitmapCount == 0 || Header.BitmapDirectorySize == 0) return;
+                long dirOffset = (long)Header.BitmapDirectoryOffset;
+                long dirSize = (long)Header.BitmapDirectorySize;
                 Inc(dirOffset, dirSize);
                 if (dirSize > 64L << 20 || dirOffset < 0 || dirOffset + dirSize > _image._file.Length)
                 {
@@ -333,7 +324,7 @@ namespace QcowPS.Engine.Qcow2
                 var dir = new byte[dirSize];
                 _image._file.ReadExactly(dirOffset, dir, 0, dir.Length, "bitmap directory");
                 int pos = 0;
-                for (uint n = 0; n < H.BitmapCount && pos + 24 <= dir.Length; n++)
+                for (uint n = 0; n < Header.BitmapCount && pos + 24 <= dir.Length; n++)
                 {
                     long tableOffset = (long)BigEndian.U64(dir, pos);
                     uint tableSize = BigEndian.U32(dir, pos + 8);
@@ -479,14 +470,14 @@ namespace QcowPS.Engine.Qcow2
                     byte[] table;
                     try { table = _image._l2Cache.Get(l2Offset); }
                     catch (QcowException) { continue; }
-                    for (int j = 0; j < H.L2Entries; j++)
+                    for (int j = 0; j < Header.L2Entries; j++)
                     {
                         var e = _image.ReadL2Entry(table, j);
                         if (e.Type != ClusterType.Normal && e.Type != ClusterType.ZeroAllocated) continue;
                         long offset = e.HostOffset;
                         if ((offset & (ClusterSize - 1)) != 0) continue;
                         ulong count;
-                        if (H.HasExternalDataFile) count = 1;
+                        if (Header.HasExternalDataFile) count = 1;
                         else
                         {
                             try { count = _image.GetRefcountLocked(offset >> ClusterBits); }

@@ -7,6 +7,31 @@ namespace QcowPS.Engine.Qcow2
     // Host cluster reference counts (QEMU: block/qcow2-refcount.c).
     public sealed partial class Qcow2Image
     {
+        /// <summary>Lowest host cluster index that may be free (QEMU's free_cluster_index).</summary>
+        private long _freeClusterHint;
+
+        /// <summary>Clusters chosen for an allocation in progress, so nested allocations skip them.</summary>
+        private readonly HashSet<long> _reservedClusters = new HashSet<long>();
+
+        /// <summary>During repair: clusters the rebuilt counts say are in use, whatever the disk says.</summary>
+        internal Func<long, bool> InUseOverride { get; set; }
+
+        /// <summary>During repair: told of every cluster allocated, so the rebuilt counts include it.</summary>
+        internal Action<long, int> AllocationObserver { get; set; }
+
+        /// <summary>
+        /// Refcount decrements waiting until the metadata that dropped the references is durable
+        /// (host cluster index, count). Applied in step 5 of FlushMetadata, so a freed cluster is
+        /// never reused while a durable table still points at it.
+        /// </summary>
+        private readonly List<KeyValuePair<long, long>> _pendingFrees = new List<KeyValuePair<long, long>>();
+
+        private bool _refcountTableDirty;
+        /// <summary>Where a grown refcount table will be written (0: in place).</summary>
+        private long _newRefcountTableOffset;
+        private long _oldRefcountTableOffset;
+        private int _oldRefcountTableClusters;
+
         /// <summary>Refcount entries in one refcount block.</summary>
         internal long RefcountBlockEntries => ((long)ClusterSize * 8) >> Header.RefcountOrder;
 
@@ -96,31 +121,6 @@ namespace QcowPS.Engine.Qcow2
         }
     
         // ---- Allocation and refcount updates (write side) ------------------------------------------
-
-        /// <summary>Lowest host cluster index that may be free (QEMU's free_cluster_index).</summary>
-        private long _freeClusterHint;
-
-        /// <summary>Clusters chosen for an allocation in progress, so nested allocations skip them.</summary>
-        private readonly HashSet<long> _reservedClusters = new HashSet<long>();
-
-        /// <summary>During repair: clusters the rebuilt counts say are in use, whatever the disk says.</summary>
-        internal Func<long, bool> InUseOverride { get; set; }
-
-        /// <summary>During repair: told of every cluster allocated, so the rebuilt counts include it.</summary>
-        internal Action<long, int> AllocationObserver { get; set; }
-
-        /// <summary>
-        /// Refcount decrements waiting until the metadata that dropped the references is durable
-        /// (host cluster index, count). Applied in step 5 of FlushMetadata, so a freed cluster is
-        /// never reused while a durable table still points at it.
-        /// </summary>
-        private readonly List<KeyValuePair<long, long>> _pendingFrees = new List<KeyValuePair<long, long>>();
-
-        private bool _refcountTableDirty;
-        /// <summary>Where a grown refcount table will be written (0: in place).</summary>
-        private long _newRefcountTableOffset;
-        private long _oldRefcountTableOffset;
-        private int _oldRefcountTableClusters;
 
         private bool IsClusterFree(long index)
         {
@@ -333,14 +333,4 @@ namespace QcowPS.Engine.Qcow2
         }
     }
 
-    /// <summary>A refcount would pass its width's maximum (callers that can copy the cluster instead check first).</summary>
-    internal sealed class RefcountOverflowException : QcowException
-    {
-        public long ClusterIndex { get; }
-        public RefcountOverflowException(long clusterIndex)
-            : base(QcowErrorKind.Unsupported, $"The refcount of host cluster {clusterIndex} would exceed its maximum; the image's refcount width is too narrow for this")
-        {
-            ClusterIndex = clusterIndex;
-        }
-    }
 }

@@ -9,6 +9,9 @@ namespace QcowPS.Engine.Qcow2
         /// <summary>Next free byte in the host cluster compressed streams are being packed into (0: none).</summary>
         private long _compressedTail;
 
+        /// <summary>Compressed streams gathered for one contiguous write.</summary>
+        private byte[] _packBuffer;
+
         /// <summary>
         /// Ends a conversion: metadata written in the usual order; without sync the fsyncs between the
         /// steps are left out (the file only appears under its name once complete, and qemu-img
@@ -77,8 +80,6 @@ namespace QcowPS.Engine.Qcow2
                 }
             }
         }
-
-        private byte[] _packBuffer;
 
         /// <summary>
         /// Stores count consecutive compressed clusters (streams[first..first+count)), packed back to back;

@@ -7,9 +7,18 @@ namespace QcowPS.Engine.Qcow2
 {
     /// <summary>
     /// A qcow2 image (versions 2 and 3) as a virtual disk. The class is split like QEMU's
-    /// block/qcow2*.c: this file opens and reads; Qcow2Image.ClusterMapping.cs maps guest offsets
-    /// through L1/L2; Qcow2Image.Refcounts.cs reads and updates refcounts; Qcow2Image.Snapshots.cs
-    /// handles the snapshot table; Qcow2Image.Write.cs allocates and writes.
+    /// block/qcow2*.c, each partial with its own fields at its top:
+    /// this file opens, reads and closes;
+    /// Qcow2Image.ClusterMapping.cs maps guest offsets through L1/L2 (qcow2-cluster.c);
+    /// Qcow2Image.Tables.cs decodes L1/L2/refcount tables for Get-QcowTable and Get-QcowCluster;
+    /// Qcow2Image.Refcounts.cs reads and updates refcounts, allocates clusters (qcow2-refcount.c);
+    /// Qcow2Image.Flush.cs holds the crash-safe flush order and opening/closing for writing;
+    /// Qcow2Image.Write.cs is the guest write path: copy on write, subclusters, zeroing;
+    /// Qcow2Image.Sequential.cs fills a new image in guest order for conversion;
+    /// Qcow2Image.Discard.cs discards; Qcow2Image.Resize.cs resizes;
+    /// Qcow2Image.Snapshots.cs handles the snapshot table (qcow2-snapshot.c);
+    /// Qcow2Image.Check.cs checks and repairs (qemu-img check);
+    /// Qcow2Image.Bitmaps.cs keeps persistent dirty bitmaps (qcow2-bitmap.c).
     /// All public members are serialized by one lock: metadata caches are not thread-safe.
     /// </summary>
     public sealed partial class Qcow2Image : VirtualDisk
@@ -21,8 +30,8 @@ namespace QcowPS.Engine.Qcow2
         private readonly object _gate = new object();
         private readonly IHostFile _file;
         private IHostFile _dataFile;
-        private readonly Qcow2MetadataCache _l2Cache;
-        private readonly Qcow2MetadataCache _refcountCache;
+        private readonly MetadataCache _l2Cache;
+        private readonly MetadataCache _refcountCache;
         private ulong[] _l1;
         private ulong[] _refcountTable;
         private List<Qcow2Snapshot> _snapshots;
@@ -37,6 +46,9 @@ namespace QcowPS.Engine.Qcow2
         public Qcow2Header Header { get; }
         public override string Path => _file.Path;
         public override ImageFormat Format => ImageFormat.Qcow2;
+        public override int PieceSize => ClusterSize;
+        internal override string RecordedBackingFile => Header.BackingFile;
+        internal override string RecordedBackingFormat => Header.BackingFormat;
         public override long Length => (long)Header.Size;
         public override long FileSize => _file.Length;
         public override bool CanWrite => _writable;
@@ -53,8 +65,8 @@ namespace QcowPS.Engine.Qcow2
             Header = header;
             _writable = writable;
             int cs = header.ClusterSize;
-            _l2Cache = new Qcow2MetadataCache("L2", cs, (int)Math.Max(16, l2CacheBytes / cs), LoadL2Table);
-            _refcountCache = new Qcow2MetadataCache("refcount block", cs, (int)Math.Max(8, (l2CacheBytes / 4) / cs), LoadRefcountBlock);
+            _l2Cache = new MetadataCache("L2", cs, (int)Math.Max(16, l2CacheBytes / cs), LoadL2Table);
+            _refcountCache = new MetadataCache("refcount block", cs, (int)Math.Max(8, (l2CacheBytes / 4) / cs), LoadRefcountBlock);
         }
 
         /// <summary>Opens a qcow2 image on an open host file; the image owns the file from here on.</summary>
@@ -274,45 +286,4 @@ namespace QcowPS.Engine.Qcow2
         }
     }
 
-    /// <summary>A snapshot's data, read-only, through the image's caches.</summary>
-    internal sealed class Qcow2SnapshotView : VirtualDisk
-    {
-        private readonly Qcow2Image _image;
-        private readonly ulong[] _l1;
-        private readonly long _length;
-
-        public Qcow2Snapshot Snapshot { get; }
-        public int ClusterSize => _image.ClusterSize;
-        public Qcow2Image Image => _image;
-
-        public Qcow2SnapshotView(Qcow2Image image, Qcow2Snapshot snapshot, ulong[] l1, long length)
-        {
-            _image = image;
-            Snapshot = snapshot;
-            _l1 = l1;
-            _length = length;
-            Backing = image.Backing;
-        }
-
-        public override string Path => _image.Path;
-        public override ImageFormat Format => ImageFormat.Qcow2;
-        public override long Length => _length;
-        public override long FileSize => _image.FileSize;
-        protected override bool OwnsBacking => false;
-
-        public override DiskExtent GetExtent(long offset, long maxLength) =>
-            _image.MapWith(_l1, offset, Math.Min(maxLength, _length - offset));
-
-        protected internal override IHostFile StoredDataFile => _image.StoredDataFile;
-
-        protected internal override void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count) =>
-            _image.ReadStored(extent, offset, buffer, index, count);
-
-        public override void Read(long offset, byte[] buffer, int index, int count)
-        {
-            if (_image.Header.IsEncrypted)
-                throw QcowException.Unsupported(Path, "The image is encrypted; reading encrypted images is not supported");
-            base.Read(offset, buffer, index, count);
-        }
-    }
 }

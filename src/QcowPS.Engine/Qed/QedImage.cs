@@ -1,6 +1,5 @@
 using System;
 using QcowPS.Engine.IO;
-using QcowPS.Engine.Qcow2;
 
 namespace QcowPS.Engine.Qed
 {
@@ -10,11 +9,14 @@ namespace QcowPS.Engine.Qed
         private readonly object _gate = new object();
         private readonly IHostFile _file;
         private readonly ulong[] _l1;
-        private readonly Qcow2MetadataCache _l2Cache;
+        private readonly MetadataCache _l2Cache;
 
         public QedHeader Header { get; }
         public override string Path => _file.Path;
         public override ImageFormat Format => ImageFormat.Qed;
+        public override int PieceSize => (int)Header.ClusterSize;
+        internal override string RecordedBackingFile => Header.BackingFile;
+        internal override string RecordedBackingFormat => Header.BackingIsRaw ? "raw" : null;
         public override long Length => (long)Header.ImageSize;
         public override long FileSize => _file.Length;
 
@@ -24,7 +26,7 @@ namespace QcowPS.Engine.Qed
             Header = header;
             int tableBytes = (int)header.TableBytes;
             _l1 = ReadTable((long)header.L1TableOffset, new byte[tableBytes]);
-            _l2Cache = new Qcow2MetadataCache("QED L2", tableBytes, (int)Math.Max(4, cacheBytes / tableBytes), LoadL2);
+            _l2Cache = new MetadataCache("QED L2", tableBytes, (int)Math.Max(4, cacheBytes / tableBytes), LoadL2);
         }
 
         public static QedImage Open(IHostFile file, OpenOptions options)

@@ -1,6 +1,5 @@
 using System;
 using QcowPS.Engine.IO;
-using QcowPS.Engine.Qcow2;
 
 namespace QcowPS.Engine.Raw
 {

@@ -215,41 +215,4 @@ namespace QcowPS.Cmdlets
         }
     }
 
-    /// <summary>Base of the cmdlets that take existing images: -Path (wildcards) and -LiteralPath, by pipeline too.</summary>
-    public abstract class ImageCmdlet : QcowCmdlet
-    {
-        protected const string PathSet = "Path";
-        protected const string LiteralPathSet = "LiteralPath";
-
-        [Parameter(Mandatory = true, Position = 0, ParameterSetName = PathSet, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [SupportsWildcards]
-        public string[] Path { get; set; }
-
-        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
-        [Alias("PSPath", "LP", "FullName")]
-        [ValidateNotNullOrEmpty]
-        public string[] LiteralPath { get; set; }
-
-        protected bool IsLiteral => ParameterSetName == LiteralPathSet || (Path == null && LiteralPath != null);
-
-        protected List<string> ResolveInputPaths() => ResolveExistingPaths(IsLiteral ? LiteralPath : Path, IsLiteral);
-
-        protected override void ProcessRecord() => ForEachFile(ResolveInputPaths(), ProcessImage);
-
-        protected abstract void ProcessImage(string path);
-    }
-
-    /// <summary>Base of the cmdlets that only read images: they can read an image in use with -ForceShare.</summary>
-    public abstract class ReadImageCmdlet : ImageCmdlet
-    {
-        /// <summary>
-        /// Read without QEMU's shared lock, like qemu-img -U: works on an image a running VM (or a
-        /// writer) holds, but what is read may be changing underneath.
-        /// </summary>
-        [Parameter]
-        public SwitchParameter ForceShare { get; set; }
-
-        protected override LockMode ReadLock => ForceShare ? LockMode.None : LockMode.Default;
-    }
 }

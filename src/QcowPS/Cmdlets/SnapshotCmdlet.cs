@@ -54,22 +54,4 @@ namespace QcowPS.Cmdlets
         }
     }
 
-    /// <summary>Deletes internal snapshots, like qemu-img snapshot -d; -Name takes wildcards.</summary>
-    /// <remarks>ConfirmImpact High: a deleted snapshot's clusters are freed at once and cannot be brought back.</remarks>
-    [Cmdlet(VerbsCommon.Remove, "QcowSnapshot", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-    [OutputType(typeof(void))]
-    public sealed class RemoveQcowSnapshotCommand : SnapshotCmdlet
-    {
-        protected override void ProcessImage(string path) =>
-            Change(path, false, s => $"Delete snapshot '{s.Name}' (ID {s.Id})", (image, s) => image.DeleteSnapshot(s.Id));
-    }
-
-    /// <summary>Reverts the disk to an internal snapshot, like qemu-img snapshot -a.</summary>
-    [Cmdlet(VerbsData.Restore, "QcowSnapshot", DefaultParameterSetName = PathSet, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
-    [OutputType(typeof(void))]
-    public sealed class RestoreQcowSnapshotCommand : SnapshotCmdlet
-    {
-        protected override void ProcessImage(string path) =>
-            Change(path, true, s => $"Revert the disk to snapshot '{s.Name}' (ID {s.Id}), discarding changes made since", (image, s) => image.ApplySnapshot(s.Id));
-    }
 }

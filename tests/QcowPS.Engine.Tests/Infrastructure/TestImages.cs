@@ -5,14 +5,6 @@ using System.Text;
 
 namespace QcowPS.Engine.Tests.Infrastructure
 {
-    /// <summary>An image QEMU made for a test: its path, format and the snapshots it holds.</summary>
-    public sealed class TestImage
-    {
-        public string Path;
-        public string Format = "qcow2";
-        public string[] Snapshots = Array.Empty<string>();
-    }
-
     /// <summary>
     /// Images of every kind the read engine must handle, made at run time by qemu-img/qemu-io in a
     /// temp folder. Each holds data in several places: whole clusters, partial clusters, zeros, holes.

@@ -4,14 +4,6 @@ using static System.Buffers.Binary.BinaryPrimitives;
 
 namespace QcowPS.Engine.Guest.FileSystems
 {
-    /// <summary>A run of bytes, relative to the start of a file system, that it marks free.</summary>
-    public struct FreeRun
-    {
-        public long Offset;
-        public long Length;
-        public FreeRun(long offset, long length) { Offset = offset; Length = length; }
-    }
-
     /// <summary>
     /// A file system found on a volume (a partition or the whole disk): what it is, how full its own
     /// counters say it is, and, for the ones understood well enough, which of its bytes are free.

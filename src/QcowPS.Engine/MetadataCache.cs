@@ -1,15 +1,16 @@
 using System;
 using System.Collections.Generic;
 
-namespace QcowPS.Engine.Qcow2
+namespace QcowPS.Engine
 {
     /// <summary>
-    /// A bounded LRU cache of one-cluster metadata tables (L2 tables or refcount blocks), kept as the
+    /// A bounded LRU cache of one-cluster metadata tables (qcow2 L2 tables and refcount blocks, QED L2
+    /// tables), format-neutral, kept as the
     /// raw bytes of the cluster so that write-back is a plain write (docs: qcow2-cache.txt). Dirty
     /// tables are written back only through the owner's ordered flush, never silently on eviction:
     /// when the cache is full of dirty tables the owner is asked to flush first.
     /// </summary>
-    internal sealed class Qcow2MetadataCache
+    internal sealed class MetadataCache
     {
         private sealed class Node
         {
@@ -35,7 +36,7 @@ namespace QcowPS.Engine.Qcow2
         public long Misses { get; private set; }
 
         /// <param name="load">Fills a buffer with the table at an offset (validating it), returns it.</param>
-        public Qcow2MetadataCache(string name, int tableSize, int capacity, Func<long, byte[], byte[]> load)
+        public MetadataCache(string name, int tableSize, int capacity, Func<long, byte[], byte[]> load)
         {
             Name = name;
             _tableSize = tableSize;

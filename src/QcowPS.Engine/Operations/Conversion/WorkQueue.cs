@@ -1,7 +1,7 @@
 using System.Collections.Generic;
 using System.Threading;
 
-namespace QcowPS.Engine.Operations
+namespace QcowPS.Engine.Operations.Conversion
 {
     /// <summary>
     /// A small blocking FIFO for the conversion pipeline. Waiting threads sleep on a monitor rather than
@@ -53,37 +53,6 @@ namespace QcowPS.Engine.Operations
                     Monitor.Wait(_items, 100);
                 }
                 return _urgent.Count > 0 ? _urgent.Dequeue() : _items.Dequeue();
-            }
-        }
-    }
-
-    /// <summary>A counting gate for chunks in flight: the reader waits on it, the writer releases it; no spinning.</summary>
-    internal sealed class Slots
-    {
-        private readonly object _gate = new object();
-        private int _free;
-
-        public Slots(int count) { _free = count; }
-
-        public void Wait(CancellationToken token)
-        {
-            lock (_gate)
-            {
-                while (_free == 0)
-                {
-                    token.ThrowIfCancellationRequested();
-                    Monitor.Wait(_gate, 100);
-                }
-                _free--;
-            }
-        }
-
-        public void Release()
-        {
-            lock (_gate)
-            {
-                _free++;
-                Monitor.Pulse(_gate);
             }
         }
     }

@@ -1,0 +1,24 @@
+using System;
+using QcowPS.Engine.Qcow2;
+
+namespace QcowPS.Engine
+{
+    /// <summary>
+    /// A run as the whole backing chain resolves it: which layer (0 = top) supplies the bytes and how.
+    /// Past the end of every layer that could supply them, the run is Unallocated at the deepest layer.
+    /// </summary>
+    public struct ChainExtent
+    {
+        public long Offset;
+        public long Length;
+        public ClusterType Type;
+        public int Depth;
+        public long HostOffset;
+        /// <summary>For compressed runs: the L2 entry in the layer that holds it.</summary>
+        public ulong L2Raw;
+        public VirtualDisk Layer;
+
+        /// <summary>Allocated somewhere in the chain (qemu-img map's "present").</summary>
+        public bool Present => Type != ClusterType.Unallocated;
+    }
+}

@@ -1,0 +1,11 @@
+using System;
+
+namespace QcowPS.Engine.Qcow2
+{
+    [Flags]
+    public enum Qcow2CompatibleFeatures : ulong
+    {
+        None = 0,
+        LazyRefcounts = 1,
+    }
+}
