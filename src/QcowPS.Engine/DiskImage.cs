@@ -57,7 +57,19 @@ namespace QcowPS.Engine
             if (options.Format != ImageFormat.Auto && options.Format != ImageFormat.Nbd && options.Format != ImageFormat.Raw)
                 throw new QcowException(QcowErrorKind.WrongFormat, uri,
                     $"'{uri}' is an NBD export, read as the raw bytes the server serves; it cannot be opened as {ImageFormats.QemuName(options.Format)}");
-            return Nbd.NbdDisk.Open(uri, options.Writable, options.Nbd);
+            var nbd = options.Nbd ?? new Nbd.NbdClientOptions();
+            if (options.AllBitmaps || options.Bitmaps.Count > 0)
+            {
+                // A copy: the caller's options may be reused for other URIs.
+                nbd = new Nbd.NbdClientOptions
+                {
+                    Timeout = nbd.Timeout, Writable = nbd.Writable, MaxInFlight = nbd.MaxInFlight, TlsCertificates = nbd.TlsCertificates,
+                    ExtraContexts = new List<string>(nbd.ExtraContexts),
+                };
+                foreach (var name in options.Bitmaps) nbd.ExtraContexts.Add(Nbd.NbdProtocol.ContextQemuDirtyBitmapPrefix + name);
+                if (options.AllBitmaps) nbd.ExtraContexts.Add(Nbd.NbdProtocol.ContextQemuDirtyBitmapPrefix);
+            }
+            return Nbd.NbdDisk.Open(uri, options.Writable, nbd);
         }
 
         private static VirtualDisk OpenLayer(string path, OpenOptions options, ImageFormat format, List<string> chain, int depth)

@@ -40,6 +40,15 @@ namespace QcowPS.Engine
         /// <summary>How an NBD URI is connected to (timeout, extra metadata contexts); null: the defaults.</summary>
         public Nbd.NbdClientOptions Nbd { get; set; }
 
+        /// <summary>
+        /// Persistent bitmaps the caller will read with GetDirtyExtents: a file image has them at hand, an
+        /// NBD export is asked for their qemu:dirty-bitmap:NAME contexts as it connects.
+        /// </summary>
+        public System.Collections.Generic.IList<string> Bitmaps { get; set; } = new System.Collections.Generic.List<string>();
+
+        /// <summary>Ask an NBD export for every bitmap it offers (qemu:dirty-bitmap: listed first), as Get-QcowBitmap does.</summary>
+        public bool AllBitmaps { get; set; }
+
         internal OpenOptions ForBacking() => new OpenOptions
         {
             Format = ImageFormat.Auto,

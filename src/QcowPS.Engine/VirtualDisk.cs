@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using QcowPS.Engine.Qcow2;
 
 namespace QcowPS.Engine
@@ -126,6 +127,16 @@ namespace QcowPS.Engine
             }
             return Math.Max(pos, limit);  // past the end a disk reads zeros
         }
+
+        /// <summary>
+        /// The dirty and clean runs of a persistent dirty bitmap over the whole disk, in order, merged:
+        /// what an incremental backup copies. A qcow2 image answers from its own bitmap, an NBD export
+        /// from the qemu:dirty-bitmap:NAME context; a missing, stale or unusable bitmap throws now, not
+        /// when the runs are enumerated. Formats without persistent bitmaps throw.
+        /// </summary>
+        public virtual IEnumerable<QcowBitmapExtent> GetDirtyExtents(string bitmap) =>
+            throw new QcowException(QcowErrorKind.InvalidArgument, Path,
+                $"'{Path}' is a {ImageFormats.QemuName(Format)} image, which has no persistent bitmaps (bitmap '{bitmap}' needs a qcow2 image or an NBD export that offers it)");
 
         public virtual void Write(long offset, byte[] buffer, int index, int count) =>
             throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");

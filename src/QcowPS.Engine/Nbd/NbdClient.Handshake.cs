@@ -169,11 +169,19 @@ namespace QcowPS.Engine.Nbd
             }
         }
 
-        /// <summary>Asks for base:allocation and qemu:allocation-depth (and any extra contexts); keeps those the server agrees to.</summary>
+        /// <summary>
+        /// Asks for base:allocation and qemu:allocation-depth (and any extra contexts); keeps those the server
+        /// agrees to. An extra context ending in ':' (qemu:dirty-bitmap:) is a namespace: the server is asked
+        /// to LIST it first, and every context it lists is asked for by name.
+        /// </summary>
         private void SetMetaContexts()
         {
             var queries = new List<string> { NbdProtocol.ContextBaseAllocation, NbdProtocol.ContextQemuAllocationDepth };
-            foreach (var extra in _options.ExtraContexts) if (!queries.Contains(extra)) queries.Add(extra);
+            foreach (var extra in _options.ExtraContexts)
+            {
+                var names = extra.EndsWith(":", StringComparison.Ordinal) ? ListMetaContexts(extra) : new List<string> { extra };
+                foreach (var name in names) if (!queries.Contains(name)) queries.Add(name);
+            }
             var data = new List<byte>();
             AppendString32(data, _uri.ExportName);
             AppendU32(data, (uint)queries.Count);
@@ -199,6 +207,34 @@ namespace QcowPS.Engine.Nbd
                 if (_contextNames.ContainsKey(id) || _contextIds.ContainsKey(name)) throw Violation($"it gave metadata context id {id} ('{name}') twice");
                 _contextNames[id] = name;
                 _contextIds[name] = id;
+            }
+        }
+
+        /// <summary>
+        /// NBD_OPT_LIST_META_CONTEXT of one namespace query: the selectable contexts the server lists in it.
+        /// A server that refuses the option lists none; one that lists a context outside the namespace breaks
+        /// the protocol. Wildcards it lists back (names ending in ':') cannot be selected and are left out.
+        /// </summary>
+        private List<string> ListMetaContexts(string query)
+        {
+            var data = new List<byte>();
+            AppendString32(data, _uri.ExportName);
+            AppendU32(data, 1);
+            AppendString32(data, query);
+            SendOption(NbdProtocol.OptListMetaContext, data.ToArray());
+            var listed = new List<string>();
+            for (int replies = 0; ; replies++)
+            {
+                if (replies > MaxOptionReplies) throw Violation($"it sent more than {MaxOptionReplies} replies to LIST_META_CONTEXT");
+                uint type = ReadOptionReply(NbdProtocol.OptListMetaContext, out var payload);
+                if (type == NbdProtocol.RepAck) return listed;
+                if ((type & NbdProtocol.RepErrorBit) != 0) return new List<string>();  // the spec: disregard what came before an error
+                if (type != NbdProtocol.RepMetaContext) throw Violation($"LIST_META_CONTEXT was answered with reply type {type}");
+                if (payload.Length < NbdProtocol.MetaContextIdLength) throw Violation("a META_CONTEXT reply is too short for its id");
+                string name = Encoding.UTF8.GetString(payload, NbdProtocol.MetaContextIdLength, payload.Length - NbdProtocol.MetaContextIdLength);
+                if (!name.StartsWith(query, StringComparison.Ordinal))
+                    throw Violation($"it listed metadata context '{Printable(payload, NbdProtocol.MetaContextIdLength, payload.Length - NbdProtocol.MetaContextIdLength)}' for the query '{query}'");
+                if (!name.EndsWith(":", StringComparison.Ordinal) && !listed.Contains(name)) listed.Add(name);
             }
         }
 

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using QcowPS.Engine.Qcow2;
 
 namespace QcowPS.Engine.Nbd
@@ -117,6 +118,60 @@ namespace QcowPS.Engine.Nbd
         private void ForgetStatus()
         {
             lock (_statusGate) _allocation = _depth = null;
+        }
+
+        // ================================================================ dirty bitmaps
+
+        /// <summary>The persistent bitmaps the export offers and the server agreed to show (qemu:dirty-bitmap:NAME contexts), by name.</summary>
+        public IReadOnlyList<string> BitmapNames =>
+            _client.Contexts.Where(c => c.StartsWith(NbdProtocol.ContextQemuDirtyBitmapPrefix, StringComparison.Ordinal) && c.Length > NbdProtocol.ContextQemuDirtyBitmapPrefix.Length)
+                .Select(c => c.Substring(NbdProtocol.ContextQemuDirtyBitmapPrefix.Length)).OrderBy(n => n, StringComparer.Ordinal).ToList();
+
+        /// <summary>
+        /// The runs of qemu:dirty-bitmap:NAME from BLOCK_STATUS, a window at a time (the server may answer
+        /// less than a window; each answer moves on by at least one byte), merged as they come, so memory
+        /// stays that of one reply however many runs a hostile server sends. The context must have been
+        /// asked for when connecting (OpenOptions.Bitmaps); otherwise the bitmap is not offered.
+        /// </summary>
+        public override IEnumerable<QcowBitmapExtent> GetDirtyExtents(string bitmap)
+        {
+            string context = NbdProtocol.ContextQemuDirtyBitmapPrefix + bitmap;
+            if (!_client.HasContext(context))
+                throw new QcowException(QcowErrorKind.BitmapNotFound, Path,
+                    $"NBD export '{Path}' offers no bitmap '{bitmap}' (the server did not agree to the metadata context '{context}'; qemu-nbd exports one with -B {bitmap})");
+            return DirtyRuns(context, bitmap);
+        }
+
+        private IEnumerable<QcowBitmapExtent> DirtyRuns(string context, string bitmap)
+        {
+            QcowBitmapExtent pending = null;
+            long pos = 0;
+            while (pos < Length)
+            {
+                long start = AlignDown(pos);
+                int length = (int)Math.Min(StatusWindow, Length - start);
+                var status = _client.BlockStatus(start, length);
+                if (!status.TryGetValue(context, out var extents))
+                    throw new NbdException(NbdFailure.ProtocolViolation, Path, $"NBD server '{Path}' sent no '{context}' status at offset {start}");
+                long before = pos;
+                foreach (var e in extents)
+                {
+                    if (e.End <= pos) continue;
+                    long s = Math.Max(e.Offset, pos);
+                    bool dirty = (e.Flags & NbdProtocol.StateDirty) != 0;
+                    if (pending != null && pending.Dirty == dirty) pending.Length += e.End - s;
+                    else
+                    {
+                        if (pending != null) yield return pending;
+                        pending = new QcowBitmapExtent { Path = Path, Name = bitmap, Offset = s, Length = e.End - s, Dirty = dirty };
+                    }
+                    pos = e.End;
+                }
+                // A reply that stops short of where the last one ended (from an aligned-down start) would loop forever.
+                if (pos == before)
+                    throw new NbdException(NbdFailure.ProtocolViolation, Path, $"NBD server '{Path}' broke the protocol: its '{context}' status from {start} stops at or before {pos}, where the previous one ended");
+            }
+            if (pending != null) yield return pending;
         }
 
         // ================================================================ reads

@@ -1,3 +1,4 @@
+using QcowPS.Engine.Nbd;
 using QcowPS.Engine.Qcow2;
 
 namespace QcowPS.Engine.Operations
@@ -17,5 +18,16 @@ namespace QcowPS.Engine.Operations
             TableSize = bitmap.TableSize,
             Unusable = bitmap.Unusable,
         };
+
+        /// <summary>
+        /// A bitmap an NBD export offers: its name and the bytes it marks dirty (summed from its runs).
+        /// Granularity, flags and table are not carried by NBD, so they stay null rather than guessed.
+        /// </summary>
+        public static QcowBitmap Describe(NbdDisk disk, string name)
+        {
+            long dirty = 0;
+            foreach (var run in disk.GetDirtyExtents(name)) if (run.Dirty) dirty += run.Length;
+            return new QcowBitmap { Path = disk.Path, Name = name, DirtyBytes = dirty };
+        }
     }
 }

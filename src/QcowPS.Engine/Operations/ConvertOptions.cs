@@ -38,8 +38,8 @@ namespace QcowPS.Engine.Operations
         /// <summary>Wraps the destination's host file (tests simulate a full disk here).</summary>
         public Func<IHostFile, IHostFile> WrapDestination { get; set; }
         /// <summary>
-        /// Incremental backup: only the ranges this persistent bitmap of the (qcow2) source marks
-        /// dirty are copied; the rest is left unallocated so the backing file (the previous backup)
+        /// Incremental backup: only the ranges this persistent bitmap of the source (a qcow2 image, or an NBD
+        /// export offering qemu:dirty-bitmap:NAME) marks dirty are copied; the rest is left unallocated so the backing file (the previous backup)
         /// shows through. Needs BackingFile.
         /// </summary>
         public string Bitmap { get; set; }

@@ -35,6 +35,7 @@ namespace QcowPS.Engine.Operations
 
             long size = source.Length;
             var bitmapSource = BitmapSource(source, destination, options);
+            var dirtyExtents = DirtyExtents(source, destination, options);
             var createOptions = new Qcow2CreateOptions
             {
                 Size = size, ClusterSize = options.ClusterSize, Version = options.Version, RefcountBits = options.RefcountBits,
@@ -51,7 +52,7 @@ namespace QcowPS.Engine.Operations
             int chunkBytes = Math.Max(1, ChunkTargetBytes / clusterSize) * clusterSize;
             bool kernelCopy = KernelCopy.UseFor(options.KernelCopyMode, destination);
             // Dirty ranges widened to whole chunks: within them, clusters equal to the backing file are still skipped.
-            var copyRanges = options.Bitmap != null ? ChunkRanges(bitmapSource.GetBitmapExtents(options.Bitmap), chunkBytes) : null;
+            var copyRanges = options.Bitmap != null ? ChunkRanges(dirtyExtents, chunkBytes) : null;
 
             string temp = NewFile.TemporaryPathFor(destination);
             var result = new QcowConversionResult
@@ -144,27 +145,34 @@ namespace QcowPS.Engine.Operations
             return file;
         }
 
-        /// <summary>The qcow2 source whose bitmaps -Bitmap or -Bitmaps use, checked before anything is written; or null.</summary>
+        /// <summary>The qcow2 source whose bitmaps -Bitmaps copies, checked before anything is written; or null.</summary>
         private static Qcow2Image BitmapSource(VirtualDisk source, string destination, ConvertOptions options)
         {
-            if (options.Bitmap == null && !options.CopyBitmaps) return null;
+            if (!options.CopyBitmaps) return null;
             var image = source as Qcow2Image ??
-                throw new QcowException(QcowErrorKind.InvalidArgument, source.Path, $"'{source.Path}' is a {source.Format} image; persistent bitmaps need a qcow2 source");
+                throw new QcowException(QcowErrorKind.InvalidArgument, source.Path, $"'{source.Path}' is a {source.Format} image; copying persistent bitmaps needs a qcow2 source");
             if (options.DestinationFormat != ImageFormat.Qcow2)
                 throw new QcowException(QcowErrorKind.InvalidArgument, destination, "Bitmaps can only be used with a qcow2 destination");
-            if (options.Bitmap != null)
-            {
-                if (options.BackingFile == null)
-                    throw new QcowException(QcowErrorKind.InvalidArgument, destination,
-                        "An incremental backup (-Bitmap) needs the previous backup as -BackingFile; without it the increment would not be a whole disk");
-                image.GetBitmapExtents(options.Bitmap, 0, 0);  // exists, usable, not in use: else the error now
-            }
-            if (options.CopyBitmaps)
-                foreach (var b in image.Bitmaps)
-                    if (b.InUse || b.Unusable != null)
-                        throw new QcowException(QcowErrorKind.BitmapInUse, source.Path,
-                            $"Bitmap '{b.Name}' of '{source.Path}' is {(b.InUse ? "in use (possibly stale)" : "unusable")} and cannot be copied; remove it first (qemu-img convert --bitmaps refuses it too)");
+            foreach (var b in image.Bitmaps)
+                if (b.InUse || b.Unusable != null)
+                    throw new QcowException(QcowErrorKind.BitmapInUse, source.Path,
+                        $"Bitmap '{b.Name}' of '{source.Path}' is {(b.InUse ? "in use (possibly stale)" : "unusable")} and cannot be copied; remove it first (qemu-img convert --bitmaps refuses it too)");
             return image;
+        }
+
+        /// <summary>
+        /// -Bitmap: the runs of that bitmap of the source, whatever the source is (a qcow2 image's own
+        /// bitmap, an NBD export's qemu:dirty-bitmap context), checked before anything is written; or null.
+        /// </summary>
+        private static IEnumerable<QcowBitmapExtent> DirtyExtents(VirtualDisk source, string destination, ConvertOptions options)
+        {
+            if (options.Bitmap == null) return null;
+            if (options.DestinationFormat != ImageFormat.Qcow2)
+                throw new QcowException(QcowErrorKind.InvalidArgument, destination, "Bitmaps can only be used with a qcow2 destination");
+            if (options.BackingFile == null)
+                throw new QcowException(QcowErrorKind.InvalidArgument, destination,
+                    "An incremental backup (-Bitmap) needs the previous backup as -BackingFile; without it the increment would not be a whole disk");
+            return source.GetDirtyExtents(options.Bitmap);  // exists, usable, not in use: else the error now
         }
 
         /// <summary>The dirty runs, widened to whole chunks and merged, in order.</summary>

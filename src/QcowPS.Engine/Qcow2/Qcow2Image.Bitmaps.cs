@@ -79,6 +79,9 @@ namespace QcowPS.Engine.Qcow2
             }
         }
 
+        /// <summary>The whole bitmap's runs (GetBitmapExtents), checked and read now.</summary>
+        public override IEnumerable<QcowBitmapExtent> GetDirtyExtents(string bitmap) => GetBitmapExtents(bitmap);
+
         /// <summary>Bytes of the disk a bitmap marks dirty, or null when it is in use (stale) or unusable.</summary>
         public long? GetBitmapDirtyBytes(string name)
         {

@@ -177,7 +177,9 @@ namespace QcowPS.Cmdlets
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", destination, "A raw destination cannot be compressed or have a backing file."));
             if ((Bitmap != null || Bitmaps) && format == ImageFormat.Raw)
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", destination, "Bitmaps need a qcow2 destination."));
-            using (var source = OpenImage(path, ReadOptions(Format)))
+            var sourceOptions = ReadOptions(Format);
+            if (Bitmap != null) sourceOptions.Bitmaps.Add(Bitmap);  // an NBD source is asked for its qemu:dirty-bitmap context
+            using (var source = OpenImage(path, sourceOptions))
             {
                 VirtualDisk input = source;
                 VirtualDisk view = null;

@@ -22,6 +22,11 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
+            if (IsNbdUri(path))
+            {
+                ProcessExport(path);
+                return;
+            }
             // Collect, close, then emit: Get-QcowBitmap | Remove-QcowBitmap opens the same image for writing.
             var found = new List<object>();
             var errors = new List<ErrorRecord>();
@@ -45,6 +50,33 @@ namespace QcowPS.Cmdlets
             }
             foreach (var o in found) WriteObject(o);
             foreach (var e in errors) WriteError(e);
+        }
+
+        /// <summary>
+        /// An NBD export: the bitmaps it offers as qemu:dirty-bitmap:NAME contexts (listed in the handshake),
+        /// their runs from BLOCK_STATUS. What NBD does not carry (granularity, flags, table) stays empty.
+        /// Runs are emitted as they arrive: nothing here opens the export for writing.
+        /// </summary>
+        private void ProcessExport(string uri)
+        {
+            var options = ReadOptions(ImageFormat.Auto);
+            options.AllBitmaps = true;
+            using (var disk = (Engine.Nbd.NbdDisk)OpenImage(uri, options))
+            {
+                var patterns = Name?.Select(n => new WildcardPattern(n)).ToArray();
+                var names = disk.BitmapNames;
+                foreach (var name in names)
+                {
+                    if (patterns != null && !patterns.Any(p => p.IsMatch(name))) continue;
+                    if (Extent)
+                        foreach (var run in disk.GetDirtyExtents(name)) WriteObject(run);
+                    else WriteObject(BitmapInspector.Describe(disk, name));
+                }
+                if (Name != null)
+                    foreach (var n in Name.Where(n => !WildcardPattern.ContainsWildcardCharacters(n) && !names.Contains(n)))
+                        WriteError(Infrastructure.ErrorRecords.From(new QcowException(QcowErrorKind.BitmapNotFound, uri,
+                            $"NBD export '{uri}' offers no bitmap named '{n}' (no qemu:dirty-bitmap:{n} context)"), uri));
+            }
         }
     }
 }
