@@ -3,22 +3,17 @@
     Pester 5 tests of Convert-QcowImage used the way an operations runbook uses it: archiving VM disks
     compressed, exporting them to raw, progress, and -CompressionLevel. Chains and snapshots are in
     Convert-QcowImage.Chains.Tests.ps1, never losing a file in Convert-QcowImage.Safety.Tests.ps1.
-
-    Every image is made at run time in a temporary folder that the block's AfterAll removes; QEMU's
-    tools are the referee. The module is imported from $env:QCOWPS_MODULE_PATH when set, else from the
-    repository root. Without qemu-img the image tests are skipped, except on CI ($env:CI -eq 'true'),
-    where they fail. Shared set-up and referees are in TestHelpers.psm1.
+    Images are made at run time in a temporary folder; QEMU's tools are the referee (TestHelpers.psm1).
 #>
 
 BeforeDiscovery {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     $SkipImages = Test-SkipWithoutQemu
-    Import-QcowPSModule | Out-Null
 }
 
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
-    $QcowModule = Import-QcowPSModule
+    Import-QcowPSModule | Out-Null
     $ProgressPreference = 'SilentlyContinue'
 }
 

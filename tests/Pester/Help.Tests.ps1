@@ -2,19 +2,13 @@
 <#
     Pester 5 tests of the comment-based help built from docs/: every exported cmdlet has it, and its
     parameter facts agree with the cmdlet.
-
-    Every image is made at run time in a temporary folder that the block's AfterAll removes; QEMU's
-    tools are the referee. The module is imported from $env:QCOWPS_MODULE_PATH when set, else from the
-    repository root. Without qemu-img the image tests are skipped, except on CI ($env:CI -eq 'true'),
-    where they fail. Shared set-up and referees are in TestHelpers.psm1.
 #>
 
 BeforeDiscovery {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     $SkipImages = Test-SkipWithoutQemu
-    Import-QcowPSModule | Out-Null
 
-    $module = Get-Module -Name QcowPS
+    $module = Import-QcowPSModule
     $ExportedCmdlets = @($module.ExportedCmdlets.Keys | Sort-Object | ForEach-Object { @{ Name = $_ } })
 }
 

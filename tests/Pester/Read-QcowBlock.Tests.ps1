@@ -1,22 +1,17 @@
 #Requires -Version 7.0
 <#
     Pester 5 tests of Read-QcowBlock: guest data at an offset, whole disks to a file, read back as qemu-io reads.
-
-    Every image is made at run time in a temporary folder that the block's AfterAll removes; QEMU's
-    tools are the referee. The module is imported from $env:QCOWPS_MODULE_PATH when set, else from the
-    repository root. Without qemu-img the image tests are skipped, except on CI ($env:CI -eq 'true'),
-    where they fail. Shared set-up and referees are in TestHelpers.psm1.
+    Images are made at run time in a temporary folder; QEMU's tools are the referee (TestHelpers.psm1).
 #>
 
 BeforeDiscovery {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     $SkipImages = Test-SkipWithoutQemu
-    Import-QcowPSModule | Out-Null
 }
 
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
-    $QcowModule = Import-QcowPSModule
+    Import-QcowPSModule | Out-Null
     $ProgressPreference = 'SilentlyContinue'
 }
 

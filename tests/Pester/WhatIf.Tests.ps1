@@ -2,17 +2,12 @@
 <#
     Pester 5 tests of ShouldProcess: every changing cmdlet honours -WhatIf, -Confirm:$false and QEMU's
     lock; the snapshot cmdlets that cannot be undone ask first.
-
-    Every image is made at run time in a temporary folder that the block's AfterAll removes; QEMU's
-    tools are the referee. The module is imported from $env:QCOWPS_MODULE_PATH when set, else from the
-    repository root. Without qemu-img the image tests are skipped, except on CI ($env:CI -eq 'true'),
-    where they fail. Shared set-up and referees are in TestHelpers.psm1.
+    Images are made at run time in a temporary folder; QEMU's tools are the referee (TestHelpers.psm1).
 #>
 
 BeforeDiscovery {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     $SkipImages = Test-SkipWithoutQemu
-    Import-QcowPSModule | Out-Null
 
     # Every cmdlet that changes a file, with an image prepared so that the change is real.
     # Run takes the image path and extra parameters (-WhatIf, -Confirm:$false) to splat;
@@ -58,7 +53,7 @@ BeforeDiscovery {
 
 BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
-    $QcowModule = Import-QcowPSModule
+    Import-QcowPSModule | Out-Null
     $ProgressPreference = 'SilentlyContinue'
 }
 
