@@ -33,8 +33,12 @@
         'Disable-QcowBitmap'
         'Merge-QcowBitmap'
         'Get-QcowPartition'
+        'New-QcowPartitionTable'
         'Get-QcowFileSystem'
         'Optimize-QcowImage'
+        'Start-QcowNbdServer'
+        'Get-QcowNbdServer'
+        'Stop-QcowNbdServer'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

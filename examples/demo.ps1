@@ -88,11 +88,18 @@ try {
     Clear-QcowBitmap base.qcow2 -Name 'backup'
     "Increment restores the source: $(Compare-QcowImage base.qcow2 inc1.qcow2 -Quiet)"
 
+    Step 'Start-/Get-/Stop-QcowNbdServer: serve the disk over NBD, like qemu-nbd (nbdinfo, nbdcopy, qemu-img connect to the Uri)'
+    $server = Start-QcowNbdServer base.qcow2 -ReadOnly -Socket (Join-Path $work 'base.sock')
+    Get-QcowNbdServer | Format-Table
+    $server | Stop-QcowNbdServer
+
     Step 'Errors are objects too: non-terminating per file, with stable ids'
     Get-QcowInfo base.qcow2, missing.qcow2 -ErrorAction SilentlyContinue -ErrorVariable problems | Format-Table Name, VirtualSize
     $problems | ForEach-Object { '{0} ({1}): {2}' -f $_.FullyQualifiedErrorId, $_.CategoryInfo.Category, $_.Exception.Message }
 
-    # Inside the disk: partitions and file systems (none on this blank demo disk), and free space given back.
+    # Inside the disk: a new GPT on a fresh disk, partitions and file systems (none on the blank demo disk), free space given back.
+    New-QcowImage parts.qcow2 -Size 1GB | Out-Null
+    New-QcowPartitionTable parts.qcow2 -Partition @{ Size = '100M'; Type = 'EFI System'; Name = 'esp' }, @{ Name = 'root' } | Format-Table
     Get-QcowPartition base.qcow2
     Get-QcowFileSystem base.qcow2
     Optimize-QcowImage base.qcow2 -WhatIf -WarningAction SilentlyContinue | Format-Table

@@ -53,6 +53,11 @@ BeforeAll {
         'Get-QcowPartition'    = { param($dir) @{} }
         'Get-QcowFileSystem'   = { param($dir) @{} }
         'Optimize-QcowImage'   = { param($dir) @{ Confirm = $false } }
+        # The servers these start are stopped after each test (AfterEach below), which releases the image.
+        'Start-QcowNbdServer'  = { param($dir) @{ Socket = (Join-Path $dir 'contract.sock'); ReadOnly = $true } }
+        'Get-QcowNbdServer'    = { param($dir) @{} }
+        'Stop-QcowNbdServer'   = { param($dir) @{} }
+        'New-QcowPartitionTable' = { param($dir) @{ Force = $true; Confirm = $false } }
     }
 
     function script:New-ContractFolder {
@@ -163,7 +168,11 @@ Describe 'Paths with [ ] * and spaces, on every cmdlet that takes an image' -Ski
             $command = Get-Command $Name
             $declared = @($command.OutputType.Name)
         }
-        AfterEach { Remove-QcowTestFolder $dir }
+        AfterEach {
+            # Start-QcowNbdServer leaves a server running in the session: stop it before the folder goes.
+            Get-QcowNbdServer | Stop-QcowNbdServer
+            Remove-QcowTestFolder $dir
+        }
 
         It 'works through -LiteralPath, emitting only its declared output types' {
             $out = @(& $Name -LiteralPath $image @parameters -ErrorVariable errs -ErrorAction SilentlyContinue)

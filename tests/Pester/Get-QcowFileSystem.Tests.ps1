@@ -1,14 +1,14 @@
 #Requires -Version 7.0
 <#
     Pester 5 tests of Get-QcowFileSystem: file systems made by mke2fs, mkfs.fat, mkfs.xfs, mkfs.ntfs and
-    mkswap, filled with real files, in the partitions of a GPT disk. Type, label and UUID must equal
-    blkid's; usage must equal what each file system's own tool reports (dumpe2fs -h, fsck.fat -v -n,
-    xfs_db). Without the tools the tests are skipped, except on CI ($env:CI -eq 'true'), where they fail.
+    mkswap, filled with real files (mke2fs -d, mcopy, an mkfs.xfs protofile, ntfscp), in the partitions
+    of a GPT disk. Type, label and UUID must equal blkid's; usage must equal what each file system's own
+    tool reports (dumpe2fs -h, fsck.fat -v -n, xfs_db, ntfsinfo -m). Without the tools the tests are skipped, except on CI ($env:CI -eq 'true'), where they fail.
 #>
 
 BeforeDiscovery {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
-    $GuestTools = @('qemu-img', 'sgdisk', 'blkid', 'mke2fs', 'dumpe2fs', 'mkfs.fat', 'fsck.fat', 'mcopy', 'mkfs.xfs', 'xfs_db', 'mkfs.ntfs', 'mkswap')
+    $GuestTools = @('qemu-img', 'sgdisk', 'blkid', 'mke2fs', 'dumpe2fs', 'mkfs.fat', 'fsck.fat', 'mcopy', 'mkfs.xfs', 'xfs_db', 'mkfs.ntfs', 'ntfscp', 'ntfsinfo', 'mkswap')
     $SkipGuest = Test-SkipWithoutGuestTools -Name $GuestTools
 }
 
@@ -16,7 +16,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-QcowPSModule | Out-Null
     $ProgressPreference = 'SilentlyContinue'
-    $GuestTools = @('qemu-img', 'sgdisk', 'blkid', 'mke2fs', 'dumpe2fs', 'mkfs.fat', 'fsck.fat', 'mcopy', 'mkfs.xfs', 'xfs_db', 'mkfs.ntfs', 'mkswap')
+    $GuestTools = @('qemu-img', 'sgdisk', 'blkid', 'mke2fs', 'dumpe2fs', 'mkfs.fat', 'fsck.fat', 'mcopy', 'mkfs.xfs', 'xfs_db', 'mkfs.ntfs', 'ntfscp', 'ntfsinfo', 'mkswap')
 
     # blkid's view of the volume at a byte offset of a raw disk: TYPE, LABEL, UUID.
     function Get-Blkid([string]$Raw, [long]$Offset) {
@@ -59,10 +59,15 @@ Describe 'Get-QcowFileSystem on a GPT disk with ext4, FAT, XFS, NTFS and swap' -
         Invoke-GuestTool mcopy '-i', $fat, (Join-Path $files 'file3.bin'), (Join-Path $files 'file5.bin'), '::/' | Out-Null
         $xfs = Join-Path $dir 'xfs.img'
         Invoke-QemuImg 'create', '-q', '-f', 'raw', $xfs, '320M' | Out-Null
-        Invoke-GuestTool mkfs.xfs '-q', '-f', '-L', 'data', $xfs | Out-Null
+        # An mkfs.xfs protofile: the root directory with file1..file4 copied in, no mount needed.
+        $proto = Join-Path $dir 'xfs.proto'
+        $lines = @('boot', '0 0', 'd--755 0 0') + (1..4 | ForEach-Object { "file$_.bin ---644 0 0 $(Join-Path $files "file$_.bin")" }) + '$'
+        Set-Content -LiteralPath $proto -Value $lines
+        Invoke-GuestTool mkfs.xfs '-q', '-f', '-L', 'data', '-p', $proto, $xfs | Out-Null
         $ntfs = Join-Path $dir 'ntfs.img'
         Invoke-QemuImg 'create', '-q', '-f', 'raw', $ntfs, '64M' | Out-Null
         Invoke-GuestTool mkfs.ntfs '-q', '-F', '-f', '-L', 'Windows', $ntfs | Out-Null
+        foreach ($n in 2, 6) { Invoke-GuestTool ntfscp '-f', $ntfs, (Join-Path $files "file$n.bin"), "file$n.bin" | Out-Null }
         $swap = Join-Path $dir 'swap.img'
         Invoke-QemuImg 'create', '-q', '-f', 'raw', $swap, '16M' | Out-Null
         Invoke-GuestTool mkswap '-L', 'swappy', $swap | Out-Null
@@ -85,8 +90,6 @@ Describe 'Get-QcowFileSystem on a GPT disk with ext4, FAT, XFS, NTFS and swap' -
             $blkid = Get-Blkid $raw $volumes[$fs.Partition].Offset
             $fs.Type | Should -Be $blkid.TYPE -Because "partition $($fs.Partition)"
             $fs.Uuid | Should -Be $blkid.UUID -Because "partition $($fs.Partition)"
-            # The NTFS label lives in the MFT ($Volume), which is not read yet: left empty, not guessed.
-            if ($fs.Type -eq 'ntfs') { $fs.Label | Should -BeNullOrEmpty; continue }
             if ($blkid.ContainsKey('LABEL')) { $fs.Label | Should -Be $blkid.LABEL -Because "partition $($fs.Partition)" }
         }
     }
@@ -123,15 +126,29 @@ Describe 'Get-QcowFileSystem on a GPT disk with ext4, FAT, XFS, NTFS and swap' -
         $fs.BlockSize | Should -Be (Field 'blocksize')
         $fs.Size | Should -Be ((Field 'dblocks') * (Field 'blocksize'))
         $fs.Available | Should -Be ((Field 'fdblocks') * (Field 'blocksize'))
+        # The superblock's counter agrees with the free-space B+trees (xfs_db freesp walks the bnobt), and files are there.
+        $freesp = Invoke-GuestTool xfs_db '-r', '-c', 'freesp -s', $xfs
+        [long]([regex]::Match($freesp, 'total free blocks (\d+)').Groups[1].Value) | Should -Be (Field 'fdblocks')
+        $fs.Used | Should -BeGreaterThan ((700KB * 10) + 10MB) -Because 'file1..file4 (7000 KiB) and the internal log are in use'
         $fs.Optimizable | Should -BeFalse
         $fs.NotOptimizableReason | Should -Match 'B\+trees'
     }
 
-    It 'NTFS and swap are identified with usage left empty rather than guessed' {
+    It 'NTFS usage and label equal ntfsinfo -m ($Bitmap), and NTFS is reported as not optimizable' {
+        $info = Invoke-GuestTool ntfsinfo '-m', $ntfs
+        function Field([string]$name) { [long]([regex]::Match($info, "(?m)^\s*$($name):\s*(\d+)").Groups[1].Value) }
         $ntfsFs = $found | Where-Object Partition -EQ 4
-        $ntfsFs.Used | Should -BeNullOrEmpty
-        $ntfsFs.Size | Should -BeGreaterThan 60MB
+        $cluster = Field 'Cluster Size'
+        $ntfsFs.BlockSize | Should -Be $cluster
+        $ntfsFs.Size | Should -Be ((Field 'Volume Size in Clusters') * $cluster)
+        $ntfsFs.Available | Should -Be ((Field 'Free Clusters') * $cluster)
+        $ntfsFs.Used + $ntfsFs.Available | Should -Be $ntfsFs.Size
+        $ntfsFs.Used | Should -BeGreaterThan (700KB * 8) -Because 'file2 and file6 (5600 KiB) were copied in'
+        $ntfsFs.Label | Should -Be ([regex]::Match($info, '(?m)^\s*Volume Name: (.*)$').Groups[1].Value.Trim())
         $ntfsFs.Optimizable | Should -BeFalse
+    }
+
+    It 'swap is identified with usage left empty rather than guessed' {
         $swapFs = $found | Where-Object Partition -EQ 5
         $swapFs.Size | Should -BeNullOrEmpty
         $swapFs.Label | Should -Be 'swappy'

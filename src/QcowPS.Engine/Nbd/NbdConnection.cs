@@ -54,6 +54,15 @@ namespace QcowPS.Engine.Nbd
             try { _socket.Shutdown(SocketShutdown.Receive); } catch (SocketException) { } catch (ObjectDisposedException) { }
         }
 
+        /// <summary>
+        /// Ends the session at once, whatever it is doing: closing the socket fails a send blocked on a
+        /// client that stopped reading, so the threads serving it end. For a stop whose drain ran out of time.
+        /// </summary>
+        public void Abort()
+        {
+            try { _socket.Close(0); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        }
+
         public void Run()
         {
             try

@@ -28,6 +28,7 @@ namespace QcowPS.Engine.Nbd
             ReadOnly = readOnly || !disk.CanWrite;
             Description = description;
             _owner = owner;
+            MetaContexts = ContextsOf(Disk);
         }
 
         public string Name { get; }
@@ -56,8 +57,29 @@ namespace QcowPS.Engine.Nbd
             return flags;
         }
 
-        /// <summary>The metadata contexts this export offers (qemu:dirty-bitmap:* awaits persistent bitmap support).</summary>
-        public IReadOnlyList<string> MetaContexts { get; } = new[] { NbdProtocol.ContextBaseAllocation, NbdProtocol.ContextQemuAllocationDepth };
+        /// <summary>
+        /// The metadata contexts this export offers: base:allocation, qemu:allocation-depth, and a
+        /// qemu:dirty-bitmap:NAME for each usable persistent bitmap of a qcow2 image served as it is
+        /// now (a snapshot has no bitmaps). qemu-nbd offers only the bitmaps named with -B; offering
+        /// all of them costs nothing, and a client asks for the ones it wants by name.
+        /// </summary>
+        public IReadOnlyList<string> MetaContexts { get; }
+
+        private static IReadOnlyList<string> ContextsOf(VirtualDisk disk)
+        {
+            var contexts = new List<string> { NbdProtocol.ContextBaseAllocation, NbdProtocol.ContextQemuAllocationDepth };
+            if (disk is Qcow2Image image)
+            {
+                foreach (var bitmap in image.Bitmaps)
+                {
+                    // A bitmap left in use by a writer that did not close, or one QEMU could not use, has no
+                    // trustworthy contents: it is not offered.
+                    if (bitmap.InUse || bitmap.Unusable != null) continue;
+                    contexts.Add(NbdProtocol.ContextQemuDirtyBitmapPrefix + bitmap.Name);
+                }
+            }
+            return contexts;
+        }
 
         /// <summary>
         /// The contexts a LIST/SET_META_CONTEXT query selects: an exact name, or for LIST a namespace
@@ -68,8 +90,7 @@ namespace QcowPS.Engine.Nbd
             foreach (var context in MetaContexts)
             {
                 if (context == query) yield return context;
-                else if (listing && query.EndsWith(":", StringComparison.Ordinal) && query.IndexOf(':') == query.Length - 1 &&
-                         context.StartsWith(query, StringComparison.Ordinal))
+                else if (listing && query.EndsWith(":", StringComparison.Ordinal) && context.StartsWith(query, StringComparison.Ordinal))
                     yield return context;
             }
         }
@@ -80,6 +101,8 @@ namespace QcowPS.Engine.Nbd
         /// </summary>
         public (long length, uint status) ContextExtent(string context, long offset, long maxLength)
         {
+            if (context.StartsWith(NbdProtocol.ContextQemuDirtyBitmapPrefix, StringComparison.Ordinal))
+                return BitmapExtent(context.Substring(NbdProtocol.ContextQemuDirtyBitmapPrefix.Length), offset, maxLength);
             // One run as long as the status stays the same (QEMU answers with whole runs, not table-sized
             // pieces), so clients see the same extents from us as from qemu-nbd.
             uint status = ContextStatus(context, Disk.GetChainExtent(offset, maxLength), out long length);
@@ -90,6 +113,37 @@ namespace QcowPS.Engine.Nbd
                 length += more;
             }
             return (length, status);
+        }
+
+        private readonly Dictionary<string, IReadOnlyList<QcowBitmapExtent>> _bitmapRuns = new Dictionary<string, IReadOnlyList<QcowBitmapExtent>>(StringComparer.Ordinal);
+
+        /// <summary>
+        /// The dirty or clean run of a persistent bitmap at offset (status NBD_STATE_DIRTY or 0), as
+        /// qemu-nbd -B reports it. A read-only export's bitmaps cannot change, so their runs are read once.
+        /// </summary>
+        private (long length, uint status) BitmapExtent(string name, long offset, long maxLength)
+        {
+            var image = (Qcow2Image)Disk;
+            IReadOnlyList<QcowBitmapExtent> runs;
+            if (ReadOnly)
+            {
+                lock (_bitmapRuns)
+                {
+                    if (!_bitmapRuns.TryGetValue(name, out runs)) _bitmapRuns[name] = runs = image.GetBitmapExtents(name);
+                }
+            }
+            else runs = image.GetBitmapExtents(name, offset, maxLength);
+            int lo = 0, hi = runs.Count - 1;
+            while (lo < hi)
+            {
+                int mid = (lo + hi + 1) / 2;
+                if (runs[mid].Offset <= offset) lo = mid; else hi = mid - 1;
+            }
+            if (runs.Count == 0 || runs[lo].Offset > offset || runs[lo].Offset + runs[lo].Length <= offset)
+                return (maxLength, 0u);
+            var run = runs[lo];
+            long length = Math.Min(maxLength, run.Offset + run.Length - offset);
+            return (length, run.Dirty ? NbdProtocol.StateDirty : 0u);
         }
 
         private static uint ContextStatus(string context, ChainExtent extent, out long length)

@@ -57,41 +57,91 @@ namespace QcowPS.Engine.Nbd
         }
 
         /// <summary>
+        /// How many processes may sit between the one the activator started (LISTEN_PID) and the one
+        /// that serves: `dotnet pwsh` is the dotnet muxer, which starts the tool's shim, which starts
+        /// pwsh, so the server is the grandchild of LISTEN_PID there.
+        /// </summary>
+        public const int MaxLauncherDepth = 3;
+
+        /// <summary>True when the environment says a socket was passed (LISTEN_FDS and LISTEN_PID are set).</summary>
+        public static bool IsSocketActivationRequested =>
+            !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("LISTEN_FDS")) &&
+            !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("LISTEN_PID"));
+
+        /// <summary>
         /// The listening socket systemd-style socket activation passed on fd 3, or null when the
         /// environment does not pass one to this process. LISTEN_PID names the process the activator
-        /// started; that may be a launcher (dotnet, a shell) whose child serves, so the parent's id is
-        /// accepted too.
+        /// started; that may be a launcher (dotnet, a shell) whose descendant serves, so an ancestor up
+        /// to MaxLauncherDepth levels up is accepted too. Because that widens who may claim the fd, fd 3
+        /// must also be a listening stream socket, and the variables are removed once it is taken so no
+        /// process this one starts claims it again (what sd_listen_fds(1) does).
         /// </summary>
-        public static Socket FromSocketActivation()
+        public static Socket FromSocketActivation() => FromSocketActivation(out _);
+
+        /// <summary>As FromSocketActivation(); activatorProcessId is LISTEN_PID (this process, or the launcher it runs under).</summary>
+        public static Socket FromSocketActivation(out int activatorProcessId)
         {
+            activatorProcessId = -1;
             string fds = Environment.GetEnvironmentVariable("LISTEN_FDS");
             string pid = Environment.GetEnvironmentVariable("LISTEN_PID");
             if (string.IsNullOrEmpty(fds) || string.IsNullOrEmpty(pid)) return null;
             if (!int.TryParse(fds, out int count) || count < 1 || !int.TryParse(pid, out int listenPid)) return null;
-            int self = Process.GetCurrentProcess().Id;
-            if (listenPid != self && listenPid != ParentProcessId()) return null;
+            if (!IsSelfOrLauncher(listenPid)) return null;
             var handleType = Type.GetType("System.Net.Sockets.SafeSocketHandle, System.Net.Primitives")
                 ?? Type.GetType("System.Net.Sockets.SafeSocketHandle, System.Net.Sockets")
                 ?? throw new QcowException(QcowErrorKind.Unsupported, null, "This .NET runtime cannot adopt an inherited socket");
-            var handle = Activator.CreateInstance(handleType, new IntPtr(ListenFdsStart), true);
             var ctor = typeof(Socket).GetConstructor(new[] { handleType })
                 ?? throw new QcowException(QcowErrorKind.Unsupported, null, "This .NET runtime cannot adopt an inherited socket");
+            Socket socket;
             try
             {
-                return (Socket)ctor.Invoke(new[] { handle });
+                var handle = Activator.CreateInstance(handleType, new IntPtr(ListenFdsStart), true);
+                socket = (Socket)ctor.Invoke(new[] { handle });
             }
             catch (TargetInvocationException e)
             {
                 throw new QcowException(QcowErrorKind.IoError, null, $"fd {ListenFdsStart} from socket activation is not a usable socket: {e.InnerException?.Message}", e.InnerException);
             }
+            bool listening;
+            try
+            {
+                listening = socket.SocketType == SocketType.Stream &&
+                    (int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.AcceptConnection) != 0;
+            }
+            catch (SocketException)
+            {
+                listening = false;
+            }
+            if (!listening)
+            {
+                socket.Dispose();
+                throw new QcowException(QcowErrorKind.InvalidArgument, null, $"LISTEN_FDS is set, but fd {ListenFdsStart} is not a listening stream socket");
+            }
+            activatorProcessId = listenPid;
+            Environment.SetEnvironmentVariable("LISTEN_FDS", null);
+            Environment.SetEnvironmentVariable("LISTEN_PID", null);
+            Environment.SetEnvironmentVariable("LISTEN_FDNAMES", null);
+            return socket;
         }
 
-        /// <summary>The parent's process id from /proc/self/stat (Linux), or -1.</summary>
-        private static int ParentProcessId()
+        /// <summary>True when listenPid is this process or one of its ancestors up to MaxLauncherDepth levels up.</summary>
+        public static bool IsSelfOrLauncher(int listenPid)
+        {
+            int pid = Process.GetCurrentProcess().Id;
+            for (int level = 0; level <= MaxLauncherDepth && pid > 1; level++)
+            {
+                if (pid == listenPid) return true;
+                pid = ParentProcessId(pid);
+            }
+            return false;
+        }
+
+        /// <summary>A process's parent id from /proc/PID/stat (Linux), or -1.</summary>
+        private static int ParentProcessId(int pid)
         {
             try
             {
-                string stat = File.ReadAllText("/proc/self/stat");
+                string stat = File.ReadAllText($"/proc/{pid}/stat");
                 // pid (comm) state ppid ...; comm may contain spaces and parentheses, so parse after the last ')'.
                 var fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
                 return int.Parse(fields[1]);

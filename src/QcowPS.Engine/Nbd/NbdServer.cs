@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Net;
@@ -16,6 +17,12 @@ namespace QcowPS.Engine.Nbd
     public sealed class NbdServer : IDisposable
     {
         private const int MaxLogLines = 200;
+        /// <summary>How often the accept thread looks whether the server is stopping.</summary>
+        private const int AcceptPollMicroseconds = 200_000;
+        /// <summary>The accept thread sees the stop within one poll; this only bounds a stuck one.</summary>
+        private const int AcceptThreadJoinMilliseconds = 5_000;
+        /// <summary>After the sockets of undrained sessions are closed, their threads end within this.</summary>
+        private const int AbortJoinMilliseconds = 2_000;
 
         private readonly Socket _listener;
         private readonly NbdServerOptions _options;
@@ -64,8 +71,8 @@ namespace QcowPS.Engine.Nbd
         /// <summary>Serves the exports on a listening socket this process inherited (systemd socket activation), or returns null.</summary>
         public static NbdServer FromSocketActivation(IEnumerable<NbdExport> exports, NbdServerOptions options = null)
         {
-            var socket = NbdListener.FromSocketActivation();
-            return socket == null ? null : new NbdServer(exports, socket, options, null, null, 0) { IsSocketActivated = true };
+            var socket = NbdListener.FromSocketActivation(out int activator);
+            return socket == null ? null : new NbdServer(exports, socket, options, null, null, 0) { IsSocketActivated = true, ActivatorProcessId = activator };
         }
 
         public IReadOnlyCollection<NbdExport> Exports => _exports.Values;
@@ -73,6 +80,16 @@ namespace QcowPS.Engine.Nbd
         public string Host { get; }
         public int Port { get; }
         public bool IsSocketActivated { get; private set; }
+
+        /// <summary>The process the activator started (LISTEN_PID): this one, or a launcher this one runs under.</summary>
+        public int ActivatorProcessId { get; private set; } = -1;
+
+        /// <summary>
+        /// True when a socket-activated server's launcher has exited: the activator ends the server by
+        /// signalling the process it started, and a launcher (the dotnet muxer) does not pass that on,
+        /// so the serving process must notice it was orphaned and stop by itself.
+        /// </summary>
+        public bool ActivatorGone => IsSocketActivated && !NbdListener.IsSelfOrLauncher(ActivatorProcessId);
         public bool UsesTls => _options.Certificate != null;
         public DateTime StartTime { get; }
         public NbdServerState State => (NbdServerState)Volatile.Read(ref _state);
@@ -125,6 +142,9 @@ namespace QcowPS.Engine.Nbd
                 Socket client;
                 try
                 {
+                    // Poll first: closing a socket does not wake an Accept blocked on an inherited
+                    // (socket-activated) fd, and Dispose would then wait for that Accept forever.
+                    if (!_listener.Poll(AcceptPollMicroseconds, SelectMode.SelectRead)) continue;
                     client = _listener.Accept();
                 }
                 catch (SocketException e)
@@ -185,15 +205,9 @@ namespace QcowPS.Engine.Nbd
             }
             try
             {
+                _acceptThread.Join(AcceptThreadJoinMilliseconds);
                 try { _listener.Dispose(); } catch (SocketException) { }
-                _acceptThread.Join(5000);
-                Thread[] threads;
-                lock (_connections)
-                {
-                    foreach (var c in _connections) c.Shutdown();
-                    threads = _threads.ToArray();
-                }
-                foreach (var t in threads) t.Join(60_000);
+                DrainConnections();
                 var errors = new List<Exception>();
                 foreach (var export in _exports.Values)
                 {
@@ -213,6 +227,40 @@ namespace QcowPS.Engine.Nbd
             {
                 Volatile.Write(ref _state, (int)NbdServerState.Stopped);
                 _stopped.Set();
+            }
+        }
+
+        /// <summary>
+        /// Asks every session to end after its requests in flight (no more requests are read), waits for
+        /// them up to StopDrainMilliseconds in all, then closes the sockets of those still running and
+        /// waits a bounded time more: a stop is prompt whatever the clients do.
+        /// </summary>
+        private void DrainConnections()
+        {
+            var deadline = Stopwatch.StartNew();
+            foreach (var c in ConnectionsNow()) c.Shutdown();
+            JoinConnectionThreads(_options.StopDrainMilliseconds, deadline);
+            var stragglers = ConnectionsNow();
+            if (stragglers.Length == 0) return;
+            Report($"stop: {stragglers.Length} connection(s) did not finish within {_options.StopDrainMilliseconds} ms; closing them");
+            foreach (var c in stragglers) c.Abort();
+            JoinConnectionThreads(_options.StopDrainMilliseconds + AbortJoinMilliseconds, deadline);
+        }
+
+        private NbdConnection[] ConnectionsNow()
+        {
+            lock (_connections) return _connections.ToArray();
+        }
+
+        /// <summary>Waits for the connection threads until the stopwatch reaches limit milliseconds.</summary>
+        private void JoinConnectionThreads(int limit, Stopwatch clock)
+        {
+            Thread[] threads;
+            lock (_connections) threads = _threads.ToArray();
+            foreach (var t in threads)
+            {
+                long left = limit - clock.ElapsedMilliseconds;
+                if (left <= 0 || !t.Join((int)left)) return;
             }
         }
 

@@ -22,5 +22,11 @@ namespace QcowPS.Engine.Nbd
 
         /// <summary>How long a client may take over the handshake before it is dropped (a half-open socket must not pin a slot).</summary>
         public int HandshakeTimeoutMilliseconds { get; set; } = 30_000;
+
+        /// <summary>
+        /// How long Stop lets the sessions answer their requests in flight before it closes their sockets
+        /// (a client that stops reading replies must not hold a stop up).
+        /// </summary>
+        public int StopDrainMilliseconds { get; set; } = 5_000;
     }
 }

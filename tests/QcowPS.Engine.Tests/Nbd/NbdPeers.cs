@@ -101,13 +101,14 @@ namespace QcowPS.Engine.Tests.Nbd
             public string Socket { get; }
             public string Uri => UnixUri(Socket);
 
-            public QemuNbd(TempDir dir, string image, string format, string snapshot = null)
+            public QemuNbd(TempDir dir, string image, string format, string snapshot = null, string bitmap = null)
             {
                 Require("qemu-nbd");
                 Socket = dir.File("qemu.sock");
                 var psi = new ProcessStartInfo("qemu-nbd") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
                 foreach (var a in new[] { "-r", "-t", "-e", "0", "-A", "-f", format, "-k", Socket }) psi.ArgumentList.Add(a);
                 if (snapshot != null) psi.ArgumentList.Add("-l" + snapshot);
+                if (bitmap != null) { psi.ArgumentList.Add("-B"); psi.ArgumentList.Add(bitmap); }
                 psi.ArgumentList.Add(image);
                 _process = Process.Start(psi);
                 var deadline = DateTime.UtcNow.AddSeconds(20);
