@@ -43,9 +43,21 @@ namespace QcowPS.Engine
         public static VirtualDisk Open(string path, OpenOptions options = null)
         {
             options = options ?? new OpenOptions();
+            // NBD URIs are told from paths here, the one place every image open passes through.
+            if (Nbd.NbdUri.IsNbdUri(path)) return OpenNbd(path, options);
+            if (options.Format == ImageFormat.Nbd)
+                throw new QcowException(QcowErrorKind.InvalidArgument, path, $"'{path}' is not an NBD URI (nbd://host/export, nbd+unix:///export?socket=PATH), so it cannot be opened as Nbd");
             string full = System.IO.Path.GetFullPath(path);
             var seen = new List<string> { full };
             return OpenLayer(full, options, options.Format, seen, 0);
+        }
+
+        private static VirtualDisk OpenNbd(string uri, OpenOptions options)
+        {
+            if (options.Format != ImageFormat.Auto && options.Format != ImageFormat.Nbd && options.Format != ImageFormat.Raw)
+                throw new QcowException(QcowErrorKind.WrongFormat, uri,
+                    $"'{uri}' is an NBD export, read as the raw bytes the server serves; it cannot be opened as {ImageFormats.QemuName(options.Format)}");
+            return Nbd.NbdDisk.Open(uri, options.Writable, options.Nbd);
         }
 
         private static VirtualDisk OpenLayer(string path, OpenOptions options, ImageFormat format, List<string> chain, int depth)

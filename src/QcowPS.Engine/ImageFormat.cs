@@ -9,5 +9,7 @@ namespace QcowPS.Engine
         Qcow2,
         Qed,
         Raw,
+        /// <summary>A disk behind an NBD server, named by an NBD URI (not a file format: never a conversion's output file).</summary>
+        Nbd,
     }
 }

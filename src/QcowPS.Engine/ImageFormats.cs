@@ -16,6 +16,7 @@ namespace QcowPS.Engine
                 case ImageFormat.Qcow2: return "qcow2";
                 case ImageFormat.Qed: return "qed";
                 case ImageFormat.Raw: return "raw";
+                case ImageFormat.Nbd: return "nbd";
                 default: return null;
             }
         }

@@ -37,6 +37,9 @@ namespace QcowPS.Engine
         /// <summary>A wrapper around every host file opened (tests inject faults here).</summary>
         public System.Func<IHostFile, IHostFile> WrapHostFile { get; set; }
 
+        /// <summary>How an NBD URI is connected to (timeout, extra metadata contexts); null: the defaults.</summary>
+        public Nbd.NbdClientOptions Nbd { get; set; }
+
         internal OpenOptions ForBacking() => new OpenOptions
         {
             Format = ImageFormat.Auto,

@@ -220,16 +220,18 @@ Describe 'Errors: Remove- and Restore-QcowSnapshot with an unknown snapshot' -Sk
     AfterAll { Remove-QcowTestFolder $dir }
 
     It '<Cmdlet> with an unknown <What> is a non-terminating QcowPS.SnapshotNotFound and changes nothing' -ForEach @(
-        @{ Cmdlet = 'Remove-QcowSnapshot'; What = 'name'; Params = @{ Name = 'no-such-snapshot' } }
-        @{ Cmdlet = 'Remove-QcowSnapshot'; What = 'ID'; Params = @{ Id = '99' } }
-        @{ Cmdlet = 'Restore-QcowSnapshot'; What = 'name'; Params = @{ Name = 'no-such-snapshot' } }
-        @{ Cmdlet = 'Restore-QcowSnapshot'; What = 'ID'; Params = @{ Id = '99' } }
+        # Each names a snapshot that $img lacks and $other has: 'no-such-snapshot' is ID 1 of $other, 'n2' its ID 2.
+        @{ Cmdlet = 'Remove-QcowSnapshot'; What = 'name'; Params = @{ Name = 'no-such-snapshot' }; OtherLeft = @('n2') }
+        @{ Cmdlet = 'Remove-QcowSnapshot'; What = 'ID'; Params = @{ Id = '2' }; OtherLeft = @('no-such-snapshot') }
+        @{ Cmdlet = 'Restore-QcowSnapshot'; What = 'name'; Params = @{ Name = 'no-such-snapshot' }; OtherLeft = @('no-such-snapshot', 'n2') }
+        @{ Cmdlet = 'Restore-QcowSnapshot'; What = 'ID'; Params = @{ Id = '2' }; OtherLeft = @('no-such-snapshot', 'n2') }
     ) {
         $img = New-QemuImage -Path (Join-Path $dir 'unknown.qcow2') -Size 1M -Write 'write -P 5 0 64k'
         Invoke-QemuImg 'snapshot', '-c', 'known', $img | Out-Null
         $other = New-QemuImage -Path (Join-Path $dir 'unknown-2.qcow2') -Size 1M
         Invoke-QemuImg 'snapshot', '-c', 'no-such-snapshot', $other | Out-Null
         Invoke-QemuImg 'snapshot', '-c', 'n2', $other | Out-Null
+        Invoke-QemuIo -Path $other -Command 'write -P 7 0 64k'  # after both snapshots: a restore brings back zeros
         $hash = Get-Hash $img
         $all = @(& $Cmdlet -Path $img @Params -Confirm:$false 2>&1)
         $err = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
@@ -237,10 +239,14 @@ Describe 'Errors: Remove- and Restore-QcowSnapshot with an unknown snapshot' -Sk
         $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.SnapshotNotFound,*'
         $err[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
         Get-Hash $img | Should -Be $hash
-        # Non-terminating: the next image in the same call is still processed.
-        & $Cmdlet -Path $img, $other @Params -Confirm:$false -ErrorAction SilentlyContinue
+        # Non-terminating: the next image in the same call is still processed, in every case.
+        & $Cmdlet -Path $img, $other @Params -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable err2
+        @($err2) | Should -HaveCount 1
+        $err2[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.SnapshotNotFound,*'
         Get-Hash $img | Should -Be $hash
-        if ($What -eq 'name' -and $Cmdlet -eq 'Remove-QcowSnapshot') { Get-QemuSnapshotNames $other | Should -Be @('n2') }
+        Get-QemuSnapshotNames $other | Should -Be $OtherLeft
+        $otherData = if ($Cmdlet -eq 'Restore-QcowSnapshot') { '0 0 64k' } else { '7 0 64k' }
+        Get-QemuIoPatternMismatch $other $otherData | Should -BeNullOrEmpty
         Remove-Item -LiteralPath $img, $other
     }
 }

@@ -90,8 +90,11 @@ Describe 'Get-QcowFileSystem on a GPT disk with ext4, FAT, XFS, NTFS and swap' -
             $blkid = Get-Blkid $raw $volumes[$fs.Partition].Offset
             $fs.Type | Should -Be $blkid.TYPE -Because "partition $($fs.Partition)"
             $fs.Uuid | Should -Be $blkid.UUID -Because "partition $($fs.Partition)"
+            # blkid prints no LABEL for a volume without one: then there is none to report.
             if ($blkid.ContainsKey('LABEL')) { $fs.Label | Should -Be $blkid.LABEL -Because "partition $($fs.Partition)" }
+            else { $fs.Label | Should -BeNullOrEmpty -Because "blkid finds no label on partition $($fs.Partition)" }
         }
+        @($found | Where-Object Label).Count | Should -BeGreaterThan 0 -Because 'the premise: some volumes have labels'
     }
 
     It 'ext4 usage equals dumpe2fs -h' {

@@ -51,7 +51,8 @@ Describe 'New-QcowSnapshot' -Skip:$SkipImages {
         $hash = Get-Hash $img
         New-QcowSnapshot $img 'weekly' -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $err | Should -HaveCount 1
-        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.*'
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.InvalidArgument,*'
+        $err[0].Exception.Message | Should -BeLike "*named 'weekly' already exists*"
         Get-Hash $img | Should -Be $hash
         Get-QemuSnapshotNames $img | Should -Be @('weekly')
     }

@@ -99,7 +99,8 @@ Describe 'Surface: paths and formats' -Skip:$SkipImages {
     It 'names the destination in conversion errors about the destination' {
         $out = Join-Path $dir 'no such folder/out.qcow2'
         Convert-QcowImage -LiteralPath $a -Destination $out -ErrorVariable errs -ErrorAction SilentlyContinue | Out-Null
-        $errs.Count | Should -BeGreaterThan 0
+        $errs | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.FileNotFound,*'
         $errs[0].TargetObject | Should -Be $out
     }
 
@@ -120,7 +121,8 @@ Describe 'Surface: paths and formats' -Skip:$SkipImages {
         try { $stream.SetLength($stream.Length - 65536) } finally { $stream.Dispose() }
         $out = Join-Path $dir 'out.bin'
         Read-QcowBlock -LiteralPath $broken -OutFile $out -ErrorVariable errs -ErrorAction SilentlyContinue
-        $errs.Count | Should -BeGreaterThan 0
+        $errs | Should -HaveCount 1
+        $errs[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.ImageCorrupt,*'
         Test-Path -LiteralPath $out | Should -BeFalse
         @(Get-ChildItem -LiteralPath $dir -Force -Filter '.out.bin*') | Should -BeNullOrEmpty -Because 'the temporary file is removed'
     }

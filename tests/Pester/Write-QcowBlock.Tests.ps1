@@ -114,9 +114,12 @@ Describe 'Write-QcowBlock: patching guest data' -Skip:$SkipImages {
         $next | Should -Be 150000
         Get-BytesHash $joined.ToArray() | Should -Be (Get-BytesHash $bytes)
         # Host offsets agree with qemu-img map.
-        foreach ($m in Get-QemuMap $img | Where-Object data) {
-            $b = $blocks | Where-Object { $_.Offset -le $m.start -and $m.start -lt $_.Offset + $_.Length } | Select-Object -First 1
-            if ($b) { $b.HostOffset - ($b.Offset - $m.start) | Should -Be $m.offset }
+        # Every piece's host offset is where qemu-img map puts that guest offset.
+        $map = @(Get-QemuMap $img)
+        foreach ($b in $blocks) {
+            $m = $map | Where-Object { $_.start -le $b.Offset -and $b.Offset -lt $_.start + $_.length } | Select-Object -First 1
+            $m.data | Should -BeTrue -Because "qemu-img map has the piece at $($b.Offset) as data"
+            $b.HostOffset | Should -Be ($m.offset + ($b.Offset - $m.start))
         }
         $zeros = @(Write-QcowBlock $img -Offset 0 -Zero -Length 64KB -PassThru)
         $zeros | Should -HaveCount 1

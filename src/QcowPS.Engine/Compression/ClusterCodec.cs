@@ -1,4 +1,5 @@
 using System;
+using System.Threading;
 using QcowPS.Engine.Qcow2;
 
 namespace QcowPS.Engine.Compression
@@ -38,7 +39,14 @@ namespace QcowPS.Engine.Compression
         /// As Decompress, into destination[destinationOffset..], also telling how many input bytes the
         /// stream used (to copy it without recompressing).
         /// </summary>
-        public abstract bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed);
+        public bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
+        {
+            Interlocked.Increment(ref s_decompressCalls);
+            return DecompressCluster(source, sourceLength, destination, destinationOffset, length, out consumed);
+        }
+
+        /// <summary>The codec's own decompression, behind the counting Decompress.</summary>
+        protected abstract bool DecompressCluster(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed);
 
         /// <summary>
         /// Compresses source[0..length) into destination; returns the compressed size, or -1 when it
@@ -48,7 +56,24 @@ namespace QcowPS.Engine.Compression
             Compress(source, 0, length, destination, maxLength);
 
         /// <summary>As Compress, for the cluster at source[offset..offset+length).</summary>
-        public abstract int Compress(byte[] source, int offset, int length, byte[] destination, int maxLength);
+        public int Compress(byte[] source, int offset, int length, byte[] destination, int maxLength)
+        {
+            Interlocked.Increment(ref s_compressCalls);
+            return CompressCluster(source, offset, length, destination, maxLength);
+        }
+
+        /// <summary>The codec's own compression, behind the counting Compress.</summary>
+        protected abstract int CompressCluster(byte[] source, int offset, int length, byte[] destination, int maxLength);
+
+        // Process-wide call counts, so that tests can prove what a copy did not do (e.g. recompress
+        // streams it could copy). Counting costs one interlocked add per cluster.
+        private static long s_compressCalls, s_decompressCalls;
+
+        /// <summary>How many clusters every codec of this process has compressed so far.</summary>
+        internal static long CompressCalls => Interlocked.Read(ref s_compressCalls);
+
+        /// <summary>How many streams every codec of this process has decompressed so far.</summary>
+        internal static long DecompressCalls => Interlocked.Read(ref s_decompressCalls);
 
         public virtual void Dispose() { }
     }

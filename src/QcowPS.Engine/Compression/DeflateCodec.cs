@@ -75,7 +75,7 @@ namespace QcowPS.Engine.Compression
 
         public DeflateCodec(int level = QemuLevel) { _level = level; }
 
-        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
+        protected override bool DecompressCluster(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
         {
             consumed = sourceLength;
             if (!NativeAvailable) return DecompressManaged(source, sourceLength, destination, destinationOffset, length);
@@ -127,7 +127,7 @@ namespace QcowPS.Engine.Compression
             catch (InvalidDataException) { return false; }
         }
 
-        public override int Compress(byte[] source, int offset, int length, byte[] destination, int maxLength)
+        protected override int CompressCluster(byte[] source, int offset, int length, byte[] destination, int maxLength)
         {
             if (!NativeAvailable)
                 throw new QcowException(QcowErrorKind.Unsupported,

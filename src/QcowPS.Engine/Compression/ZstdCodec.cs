@@ -12,14 +12,26 @@ namespace QcowPS.Engine.Compression
     {
         public const int QemuLevel = 3;
         private readonly int _level;
-        private readonly bool _native = NativeZstd.Available;
+        /// <summary>
+        /// Names the environment variable that, set to 1, makes new codecs use the managed port even
+        /// where libzstd is present: the fallback that Windows and libzstd-less hosts get, tested here.
+        /// </summary>
+        public const string ManagedSwitchVariable = "QCOWPS_ZSTD_MANAGED";
+
+        /// <summary>True: codecs made from now on use ZstdSharp (tests flip it; the environment sets it first).</summary>
+        internal static bool ForceManaged { get; set; } = Environment.GetEnvironmentVariable(ManagedSwitchVariable) == "1";
+
+        private readonly bool _native = NativeZstd.Available && !ForceManaged;
+
+        /// <summary>Whether this codec calls the system libzstd (false: the managed port).</summary>
+        internal bool UsesNativeLibrary => _native;
         private IntPtr _cctx, _dctx;
         private Compressor _compressor;
         private Decompressor _decompressor;
 
         public ZstdCodec(int level = QemuLevel) { _level = level; }
 
-        public override bool Decompress(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
+        protected override bool DecompressCluster(byte[] source, int sourceLength, byte[] destination, int destinationOffset, int length, out int consumed)
         {
             consumed = 0;
             return _native ? DecompressNative(source, sourceLength, destination, destinationOffset, length, out consumed)
@@ -73,7 +85,7 @@ namespace QcowPS.Engine.Compression
             return writtenTotal == length;
         }
 
-        public override int Compress(byte[] source, int offset, int length, byte[] destination, int maxLength)
+        protected override int CompressCluster(byte[] source, int offset, int length, byte[] destination, int maxLength)
         {
             int capacity = Math.Min(maxLength, destination.Length);
             if (_native)

@@ -52,6 +52,23 @@ namespace QcowPS
         /// <summary>How many backing images lie below this one (0: none); null when the chain could not be followed.</summary>
         public int? BackingChainDepth { get; set; }
 
+        /// <summary>NBD: the export is read-only (the server's READ_ONLY flag); null for files.</summary>
+        public bool? ReadOnly { get; set; }
+        /// <summary>NBD: the export name the server confirmed.</summary>
+        public string ExportName { get; set; }
+        /// <summary>NBD: the export's description, when the server gives one.</summary>
+        public string Description { get; set; }
+        /// <summary>NBD: the transmission flags set (SEND_FLUSH, SEND_TRIM, CAN_MULTI_CONN, ...).</summary>
+        public TextList NbdFlags { get; set; }
+        /// <summary>NBD: the server's block size constraints (minimum, preferred, maximum payload).</summary>
+        public long? BlockSizeMinimum { get; set; }
+        public long? BlockSizePreferred { get; set; }
+        public long? BlockSizeMaximum { get; set; }
+        /// <summary>NBD: the metadata contexts the server agreed to (base:allocation, qemu:allocation-depth, ...).</summary>
+        public TextList MetaContexts { get; set; }
+        /// <summary>NBD: whether the connection is TLS-encrypted.</summary>
+        public bool? Tls { get; set; }
+
         public override string ToString() => Path;
     }
 }

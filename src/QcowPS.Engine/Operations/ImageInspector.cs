@@ -19,8 +19,9 @@ namespace QcowPS.Engine.Operations
                 Format = disk.Format,
                 VirtualSize = disk.Length,
                 FileSize = disk.FileSize,
-                ActualSize = HostFileSystem.GetAllocatedSize(disk.Path),
             };
+            if (disk is Nbd.NbdDisk nbd) return DescribeNbd(nbd, info);
+            info.ActualSize = HostFileSystem.GetAllocatedSize(disk.Path);
             if (disk is Qcow2Image qcow2)
             {
                 var header = qcow2.Header;
@@ -68,6 +69,27 @@ namespace QcowPS.Engine.Operations
             return info;
         }
 
+        /// <summary>An NBD export as the server describes it in the handshake; it has no backing chain we can see.</summary>
+        private static QcowImageInfo DescribeNbd(Nbd.NbdDisk disk, QcowImageInfo info)
+        {
+            var client = disk.Client;
+            info.FileSize = 0;
+            info.ReadOnly = client.ReadOnly;
+            info.ExportName = client.ExportName;
+            info.Description = client.Description;
+            info.NbdFlags = new TextList(client.FlagNames());
+            if (!client.ExportNameOnly)
+            {
+                info.BlockSizeMinimum = client.MinimumBlockSize;
+                info.BlockSizePreferred = client.PreferredBlockSize;
+                info.BlockSizeMaximum = client.MaximumBlockSize;
+            }
+            info.MetaContexts = new TextList(client.Contexts.OrderBy(c => c, StringComparer.Ordinal));
+            info.Tls = client.Tls;
+            info.BackingChainDepth = 0;
+            return info;
+        }
+
         /// <summary>Layers below this one: from the opened chain when there is one, else by following the names.</summary>
         private static int? CountBackingLayers(VirtualDisk disk)
         {
@@ -105,6 +127,12 @@ namespace QcowPS.Engine.Operations
         /// </summary>
         public static void DescribeChain(string path, OpenOptions options, List<QcowImageInfo> layers)
         {
+            if (Nbd.NbdUri.IsNbdUri(path))
+            {
+                // An export is one layer as far as a client can see.
+                using (var disk = DiskImage.Open(path, options)) layers.Add(Describe(disk));
+                return;
+            }
             var seen = new HashSet<string>(StringComparer.Ordinal);
             string current = Path.GetFullPath(path);
             var layerOptions = options;
@@ -175,7 +203,8 @@ namespace QcowPS.Engine.Operations
             for (long pos = offset; pos < end;)
             {
                 var e = disk.GetChainExtent(pos, end - pos);
-                long? host = e.Type == ClusterType.Normal || e.Type == ClusterType.ZeroAllocated || e.Type == ClusterType.Compressed
+                // A disk with no host file (an NBD export) has no host offsets: HostOffset is -1 there.
+                long? host = (e.Type == ClusterType.Normal || e.Type == ClusterType.ZeroAllocated || e.Type == ClusterType.Compressed) && e.HostOffset >= 0
                     ? e.HostOffset : (long?)null;
                 bool merges = pending != null && pending.ClusterType == e.Type && pending.Layer == e.Depth &&
                     e.Type != ClusterType.Compressed &&
@@ -283,7 +312,7 @@ namespace QcowPS.Engine.Operations
                 yield return new QcowBlock
                 {
                     Path = disk.Path, Offset = pos, Length = n, Data = data, ClusterType = e.Type,
-                    HostOffset = e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Type == ClusterType.ZeroAllocated
+                    HostOffset = (e.Type == ClusterType.Normal || e.Type == ClusterType.Compressed || e.Type == ClusterType.ZeroAllocated) && e.HostOffset >= 0
                         ? e.HostOffset : (long?)null,
                     Layer = e.Depth, LayerPath = e.Layer?.Path,
                 };

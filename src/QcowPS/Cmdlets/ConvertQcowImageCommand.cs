@@ -119,11 +119,58 @@ namespace QcowPS.Cmdlets
 
         protected override void StopProcessing() => _stop.Cancel();
 
+        /// <summary>
+        /// An NBD destination is an existing export, written in place like qemu-img convert -n: its size
+        /// stays, it must hold the source, and the file options (format, compression, backing) do not apply.
+        /// </summary>
+        private void ConvertIntoExport(string path)
+        {
+            foreach (var fileOnly in new[] { "DestinationFormat", "Compress", "CompressionType", "CompressionLevel", "ClusterSize", "Version", "RefcountBits", "BackingFile", "BackingFormat", "Bitmap", "Bitmaps", "Force", "Sync" })
+                if (MyInvocation.BoundParameters.ContainsKey(fileOnly))
+                    ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", Destination,
+                        $"-{fileOnly} applies to a new image file; '{Destination}' is an existing NBD export, written in place."));
+            using (var source = OpenImage(path, ReadOptions(Format)))
+            {
+                VirtualDisk input = source;
+                VirtualDisk view = null;
+                try
+                {
+                    if (Snapshot != null) input = view = OpenSnapshotView(source, Snapshot);
+                    using (var destination = OpenImage(Destination, new OpenOptions { Writable = true }))
+                    {
+                        if (!ShouldProcess(Destination, $"Write the {input.Length} bytes of guest data of '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} into the NBD export")) return;
+                        var progress = new ProgressReporter(this, 3, $"Converting {System.IO.Path.GetFileName(path)}", $"Into {Destination}");
+                        QcowConversionResult result;
+                        try
+                        {
+                            result = DiskCopier.CopyInto(input, destination, new ConvertOptions { Cancellation = _stop.Token, Progress = progress.Report });
+                        }
+                        catch (OperationCanceledException)
+                        {
+                            return;
+                        }
+                        progress.Complete();
+                        WriteVerbose($"Wrote the guest data of '{path}' into '{Destination}'");
+                        WriteObject(result);
+                    }
+                }
+                finally
+                {
+                    view?.Dispose();
+                }
+            }
+        }
+
         protected override void ProcessImage(string path)
         {
             if (_converted)
                 ThrowTerminatingError(ErrorRecords.Argument("OneSourcePerDestination", Destination, $"'{Destination}' takes one converted image; several sources were given."));
             _converted = true;
+            if (IsNbdUri(Destination))
+            {
+                ConvertIntoExport(path);
+                return;
+            }
             string destination = ResolveNewPath(Destination);
             var format = ChooseDestinationFormat(destination);
             if (format == ImageFormat.Raw && (Compress || BackingFile != null))

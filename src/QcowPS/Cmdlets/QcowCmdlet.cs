@@ -23,6 +23,11 @@ namespace QcowPS.Cmdlets
             {
                 try
                 {
+                    if (IsNbdUri(path))
+                    {
+                        if (TryParseNbdUri(path)) result.Add(path);
+                        continue;
+                    }
                     if (literal)
                     {
                         string resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo provider, out _);
@@ -78,9 +83,32 @@ namespace QcowPS.Cmdlets
             return result;
         }
 
+        /// <summary>
+        /// Whether an image argument is an NBD URI (nbd://, nbd+unix://, nbds://, nbds+unix://) rather than a
+        /// path: such arguments skip the provider and go to the engine as they are, which connects to them.
+        /// </summary>
+        protected static bool IsNbdUri(string path) => Engine.Nbd.NbdUri.IsNbdUri(path);
+
+        /// <summary>Checks an NBD URI's syntax up front, so a bad one is an error naming what is wrong before anything is opened.</summary>
+        private bool TryParseNbdUri(string uri)
+        {
+            try
+            {
+                Engine.Nbd.NbdUri.Parse(uri);
+                return true;
+            }
+            catch (QcowException e)
+            {
+                WriteError(new ErrorRecord(new ArgumentException(e.Message, e), "QcowPS.InvalidNbdUri", ErrorCategory.InvalidArgument, uri));
+                return false;
+            }
+        }
+
         /// <summary>Resolves a path that need not exist yet (a file to create), relative to $PWD.</summary>
         protected string ResolveNewPath(string path)
         {
+            if (IsNbdUri(path))
+                ThrowTerminatingError(ErrorRecords.Argument("NbdUriNotAFile", path, $"'{path}' is an NBD export; this parameter names a new file, and an export is not created by QcowPS."));
             string resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out ProviderInfo provider, out _);
             if (provider == null || provider.ImplementingType != typeof(Microsoft.PowerShell.Commands.FileSystemProvider))
                 ThrowTerminatingError(ErrorRecords.Argument("NotAFileSystemPath", path, $"'{path}' is not a file-system path."));

@@ -357,6 +357,7 @@ namespace QcowPS.Engine.Operations.Conversion
         {
             var e = _failure;
             if (e == null) return;
+            if (e is Nbd.NbdException nbd) throw nbd.Again();  // keeps the NBD error id and the server's error name
             throw e is QcowException q
                 ? new QcowException(q.Kind, q.FilePath, q.Message, q) { Operation = q.Operation }
                 : new QcowException(QcowErrorKind.IoError, null, e.Message, e);

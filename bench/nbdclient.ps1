@@ -1,0 +1,69 @@
+#Requires -Version 7.0
+<#
+    NBD client benchmark: Convert-QcowImage nbd+unix://… -Destination out.raw against nbdcopy and
+    qemu-img convert, all three reading the same qemu-nbd export (read-only, allocation depth on) of
+    the benchmark image. Runs are taken in turn (the host's speed drifts); medians are reported, as
+    ratios to the peer tools measured in the same run. QcowPS is timed in this session (the module
+    is imported once), the peers as processes. Every output is compared with qemu-img compare.
+
+    dotnet tool restore && dotnet build -c Release && dotnet pwsh -NoProfile -File bench/nbdclient.ps1 -Runs 5
+#>
+param(
+    [int]$Runs = 5,
+    [string]$Data = '/usr/share/dotnet',
+    [string]$DiskSize = '2G'
+)
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$env:PATH = "$($env:PATH):/usr/sbin"
+Import-Module (Join-Path $PSScriptRoot '../QcowPS.psd1')
+
+$dir = Join-Path ([IO.Path]::GetTempPath()) ('qcowps-nbdbench-' + [Guid]::NewGuid().ToString('N').Substring(0, 8))
+New-Item -ItemType Directory $dir | Out-Null
+$server = $null
+try {
+    # The data: an ext4 file system holding real files, the rest free space, as a qcow2.
+    $raw = Join-Path $dir 'fs.raw'
+    & mke2fs -q -t ext4 -d $Data $raw $DiskSize
+    if ($LASTEXITCODE) { throw 'mke2fs failed' }
+    $image = Join-Path $dir 'bench.qcow2'
+    & qemu-img convert -f raw -O qcow2 $raw $image
+    Remove-Item $raw
+    $socket = Join-Path $dir 'q.sock'
+    $server = Start-Process qemu-nbd -ArgumentList '-r', '-t', '-e', '0', '-A', '-f', 'qcow2', '-k', $socket, $image -PassThru
+    $deadline = [DateTime]::UtcNow.AddSeconds(20)
+    while (-not (Test-Path $socket)) { if ([DateTime]::UtcNow -gt $deadline) { throw 'qemu-nbd did not start' }; Start-Sleep -Milliseconds 20 }
+    $uri = "nbd+unix:///?socket=$socket"
+    $dataMiB = [math]::Round(((& qemu-img map --output=json $image | Out-String | ConvertFrom-Json) | Where-Object data | Measure-Object length -Sum).Sum / 1MB, 1)
+
+    $times = @{ qcowps = @(); nbdcopy = @(); qemuimg = @() }
+    for ($run = 1; $run -le $Runs; $run++) {
+        foreach ($tool in 'qemuimg', 'nbdcopy', 'qcowps') {
+            $out = Join-Path $dir "$tool.raw"
+            Remove-Item $out -ErrorAction SilentlyContinue
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            switch ($tool) {
+                'qcowps' { Convert-QcowImage $uri -Destination $out | Out-Null }
+                'nbdcopy' { & nbdcopy $uri $out; if ($LASTEXITCODE) { throw 'nbdcopy failed' } }
+                'qemuimg' { & qemu-img convert -f raw -O raw $uri $out; if ($LASTEXITCODE) { throw 'qemu-img failed' } }
+            }
+            $times[$tool] += $watch.Elapsed.TotalSeconds
+            if ($run -eq 1) {
+                & qemu-img compare -f qcow2 -F raw $image $out | Out-Null
+                if ($LASTEXITCODE) { throw "$tool's output differs from the image" }
+            }
+            Remove-Item $out
+        }
+    }
+    function Median($values) { $s = @($values | Sort-Object); $s[[int][math]::Floor(($s.Count - 1) / 2)] }
+    $q = Median $times.qcowps; $n = Median $times.nbdcopy; $i = Median $times.qemuimg
+    [pscustomobject]@{
+        DataMiB = $dataMiB; DiskSize = $DiskSize; Runs = $Runs
+        QcowPS = [math]::Round($q, 3); Nbdcopy = [math]::Round($n, 3); QemuImg = [math]::Round($i, 3)
+        'QcowPS/nbdcopy' = [math]::Round($q / $n, 2); 'QcowPS/qemu-img' = [math]::Round($q / $i, 2)
+    }
+}
+finally {
+    if ($server -and -not $server.HasExited) { $server.Kill(); $server.WaitForExit(10000) | Out-Null }
+    Remove-Item -Recurse -Force $dir -ErrorAction SilentlyContinue
+}
