@@ -799,7 +799,7 @@ function Get-GuestToolProblem {
     [CmdletBinding()]
     [OutputType([string])]
     param([Parameter(Mandatory)][string[]]$Name)
-    if ($env:PATH -notmatch '(^|:)/usr/sbin(:|$)') { $env:PATH = "$env:PATH:/usr/sbin:/sbin" }
+    if ($env:PATH -notmatch '(^|:)/usr/sbin(:|$)') { $env:PATH = "${env:PATH}:/usr/sbin:/sbin" }
     $missing = @($Name | Where-Object { -not (Get-Command -Name $_ -CommandType Application -ErrorAction Ignore) })
     if (-not $missing) { return $null }
     return "$($missing -join ', ') not found on PATH; .ci/run installs them (gdisk fdisk parted e2fsprogs dosfstools mtools xfsprogs ntfs-3g)."
