@@ -108,8 +108,9 @@ namespace QcowPS.Engine.Tests.Nbd
             Qemu.Img("create", "-f", "qcow2", image, "2M");
             Qemu.IoCommands(image, "qcow2", "write -P 0x3c 12288 200000");
             Qemu.Img("convert", "-f", "qcow2", "-O", "raw", image, expected);
+            // verify-peer=off: a qemu-nbd server otherwise asks for a client certificate, which QcowPS does not send.
             using var server = PeerServer.QemuNbd(dir, image, "qcow2", false,
-                "--object", $"tls-creds-x509,id=tls0,dir={certificates.ServerFolder},endpoint=server", "--tls-creds", "tls0");
+                "--object", $"tls-creds-x509,id=tls0,dir={certificates.ServerFolder},endpoint=server,verify-peer=off", "--tls-creds", "tls0");
             using (var disk = DiskImage.Open(TlsUnixUri(server, certificates.GoodCaFolder)))
             {
                 Assert.True(((NbdDisk)disk).Client.Tls);
@@ -118,6 +119,13 @@ namespace QcowPS.Engine.Tests.Nbd
             Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(ours));
             var e = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(server, certificates.WrongCaFolder), false));
             Assert.Equal(NbdFailure.Refused, e.Failure);
+
+            // qemu-nbd's default asks for a client certificate: the error says that is the likely cause.
+            using var strict = PeerServer.QemuNbd(dir, image, "qcow2", false,
+                "--object", $"tls-creds-x509,id=tls1,dir={certificates.ServerFolder},endpoint=server", "--tls-creds", "tls1");
+            var noClientCertificate = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(strict, certificates.GoodCaFolder), false));
+            Assert.Equal(NbdFailure.ConnectionFailed, noClientCertificate.Failure);
+            Assert.Contains("client certificate", noClientCertificate.Message);
         }
 
         [SkippableFact]
