@@ -15,8 +15,8 @@ namespace QcowPS.Engine.Nbd
         /// <summary>The files of a tls-certificates folder, named as qemu's tls-creds-x509 names them.</summary>
         private const string CaCertificateFile = "ca-cert.pem";
 
-        /// <summary>Off until StartTls has its interop tests (certificates made at test time, a wrong CA refused).</summary>
-        private static readonly bool TlsEnabled = false;
+        /// <summary>Why ValidateServerCertificate refused the server's certificate, for the error the handshake then raises.</summary>
+        private string _certificateRefusal;
 
         private void Negotiate()
         {
@@ -42,14 +42,7 @@ namespace QcowPS.Engine.Nbd
                 ExportNameHandshake(noZeroes);
                 return;
             }
-            if (_uri.RequiresTls)
-            {
-                // StartTls below is written but not yet tested against a TLS server (nbdkit --tls=require),
-                // so it stays off until it is: a TLS URI is refused rather than half trusted.
-                if (!TlsEnabled)
-                    throw new NbdException(NbdFailure.Refused, Server, $"'{Server}': TLS ({_uri.Scheme}://) is not supported yet by QcowPS");
-                StartTls();
-            }
+            if (_uri.RequiresTls) StartTls();
             StructuredReplies = SimpleOption(NbdProtocol.OptStructuredReply);
             if (StructuredReplies) SetMetaContexts();
             if (!Go()) ExportNameHandshake(noZeroes);
@@ -101,20 +94,31 @@ namespace QcowPS.Engine.Nbd
             if (type != NbdProtocol.RepAck)
                 throw new NbdException(NbdFailure.Refused, Server,
                     $"NBD server '{Server}' refused TLS ({NbdErrors.OptionErrorName(type)}{Message(payload)}), and {_uri.Scheme}:// requires it");
+            if (payload.Length != 0) throw Violation($"its ACK to STARTTLS carries {payload.Length} bytes");
             var authorities = LoadCertificateAuthorities();
             var ssl = new SslStream(_stream, false, (sender, certificate, chain, errors) => ValidateServerCertificate(certificate, errors, authorities));
-            string host = _uri.TlsHostname ?? _uri.Host ?? "localhost";
             try
             {
-                ssl.AuthenticateAsClient(host, null, SslProtocols.None, false);
+                ssl.AuthenticateAsClient(TlsTargetHost, null, SslProtocols.None, false);
             }
             catch (AuthenticationException e)
             {
-                throw new NbdException(NbdFailure.Refused, Server, $"TLS with NBD server '{Server}' failed: {e.Message}{(e.InnerException != null ? " " + e.InnerException.Message : "")} (is its certificate signed by the CA in '{CertificateFolder ?? "the system store"}'?)", 0, e);
+                ssl.Dispose();
+                string why = _certificateRefusal ?? $"{e.Message}{(e.InnerException != null ? " " + e.InnerException.Message : "")}";
+                throw new NbdException(NbdFailure.Refused, Server, $"TLS with NBD server '{Server}' failed: {why}", 0, e);
             }
             _stream = ssl;
             Tls = true;
         }
+
+        /// <summary>
+        /// The name the server's certificate must carry: tls-hostname, else the URI's host. A Unix socket has
+        /// no host, so without tls-hostname only the chain is checked there, as qemu and libnbd do.
+        /// </summary>
+        private string ExpectedHostname => _uri.TlsHostname ?? (_uri.IsUnix ? null : _uri.Host);
+
+        /// <summary>SNI and the name SslStream checks; "localhost" when nothing names the server (its name check is then ignored).</summary>
+        private string TlsTargetHost => ExpectedHostname ?? "localhost";
 
         private string CertificateFolder => _uri.TlsCertificates ?? _options.TlsCertificates;
 
@@ -148,24 +152,38 @@ namespace QcowPS.Engine.Nbd
         /// <summary>
         /// The server's certificate must chain to one of the folder's CAs (or, without a folder, to the
         /// system store) and name the host; tls-verify-peer=0 turns the check off, as qemu's verify-peer does.
+        /// A refusal leaves its reason in _certificateRefusal, which the handshake's error then names.
         /// </summary>
         private bool ValidateServerCertificate(X509Certificate certificate, SslPolicyErrors errors, X509Certificate2Collection authorities)
         {
-            if (!_uri.TlsVerifyPeer) return true;
-            if (certificate == null) return false;
-            if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0) return false;
-            if (authorities == null) return errors == SslPolicyErrors.None;
+            _certificateRefusal = CertificateRefusal(certificate, errors, authorities);
+            return _certificateRefusal == null;
+        }
+
+        /// <summary>Null when the certificate is trusted, else why it is not.</summary>
+        private string CertificateRefusal(X509Certificate certificate, SslPolicyErrors errors, X509Certificate2Collection authorities)
+        {
+            if (!_uri.TlsVerifyPeer) return null;
+            if (certificate == null) return "the server sent no certificate";
+            string trust = CertificateFolder == null ? "the system's trusted CAs" : $"the CA in '{Path.Combine(CertificateFolder, CaCertificateFile)}'";
+            if (ExpectedHostname != null && (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+                return $"its certificate ('{certificate.Subject}') is not for host '{ExpectedHostname}' (tls-hostname= names the host to expect)";
+            if (authorities == null)
+                return (errors & ~SslPolicyErrors.RemoteCertificateNameMismatch) == SslPolicyErrors.None ? null
+                    : $"its certificate ('{certificate.Subject}', issued by '{certificate.Issuer}') is not signed by {trust} ({errors})";
             using (var chain = new X509Chain())
+            using (var server = new X509Certificate2(certificate))
             {
                 chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
                 chain.ChainPolicy.VerificationFlags = X509VerificationFlags.AllowUnknownCertificateAuthority;
                 chain.ChainPolicy.ExtraStore.AddRange(authorities);
-                var server = new X509Certificate2(certificate);
-                if (!chain.Build(server)) return false;
-                var root = chain.ChainElements[chain.ChainElements.Count - 1].Certificate;
-                foreach (var ca in authorities)
-                    if (string.Equals(ca.Thumbprint, root.Thumbprint, StringComparison.OrdinalIgnoreCase)) return true;
-                return false;
+                if (chain.Build(server))
+                {
+                    var root = chain.ChainElements[chain.ChainElements.Count - 1].Certificate;
+                    foreach (var ca in authorities)
+                        if (string.Equals(ca.Thumbprint, root.Thumbprint, StringComparison.OrdinalIgnoreCase)) return null;
+                }
+                return $"its certificate ('{server.Subject}', issued by '{server.Issuer}') is not signed by {trust}";
             }
         }
 

@@ -99,7 +99,11 @@ namespace QcowPS.Engine.Nbd
             catch (Exception e) when (!(e is NbdException))
             {
                 client.Dispose();
-                throw client.Translate(e, "during the handshake");
+                // A TLS 1.3 server that wants a client certificate ends the connection only after the TLS
+                // handshake, on the first NBD option: say so, since it is qemu-nbd's default.
+                throw client.Translate(e, client.Tls
+                    ? "during the handshake, after TLS was set up (a server that requires a client certificate, as qemu-nbd's tls-creds-x509 does unless verify-peer=off, ends the connection here; QcowPS sends none)"
+                    : "during the handshake");
             }
             catch
             {

@@ -113,16 +113,6 @@ namespace QcowPS.Engine.Tests.Nbd
         }
 
         [Fact]
-        public void TlsUrisAreRefusedClearlyUntilTlsIsSupported()
-        {
-            using var dir = new TempDir();
-            using var server = new HostileNbdServer(dir.File("t.sock"), Hostility.Honest);
-            var e = Assert.Throws<NbdException>(() => NbdDisk.Open(server.Uri.Replace("nbd+unix:", "nbds+unix:"), false));
-            Assert.Equal(NbdFailure.Refused, e.Failure);
-            Assert.Contains("TLS", e.Message);
-        }
-
-        [Fact]
         public void AnHonestServerAndAnOldOneThatKnowsOnlyExportNameAreRead()
         {
             Assert.Null(Round(Hostility.Honest));
