@@ -1,6 +1,6 @@
 #Requires -Version 7.0
 <#
-    Read-QcowBlock -OutFile: what its help promises beyond the bytes (which ReadCmdlets.Tests.ps1
+    Read-QcowBlock -OutFile: what its help promises beyond the bytes (which Read-QcowBlock.Tests.ps1
     compares with qemu-img convert -O raw): -Force replaces an existing file and nothing else does,
     -WhatIf writes nothing, long work reports progress (on a stepped clock, so the machine's speed
     does not matter), and one -OutFile takes the data of one image only.

@@ -481,14 +481,217 @@ function Get-ErrorIds($Errors) {
     @($Errors | ForEach-Object { ($_.FullyQualifiedErrorId -split ',')[0] })
 }
 
+$script:NameCount = 0
+function New-Name {
+    <#
+        A new, unused file name in a test folder: <Folder>/<Stem>-<n>.<Extension>, n counting up in this
+        process, so that the tests of one block never trip over each other's files.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [Parameter(Mandatory)][string]$Folder,
+        [string]$Stem = 'disk',
+        [string]$Extension = 'qcow2'
+    )
+    $script:NameCount++
+    Join-Path $Folder "$Stem-$script:NameCount.$Extension"
+}
+
+# --- qcow2 metadata by its offsets (Get-QcowTable / Get-QcowCluster) ---------------------------------
+
+function Get-RefcountEntry([string]$Path, [long]$HostOffset) {
+    # The refcount block entry (16-bit by default) that counts the host cluster at $HostOffset.
+    $entry = @(Get-QcowTable $Path RefcountBlock | Where-Object Target -eq $HostOffset)
+    if ($entry.Count -ne 1) { throw "no single refcount entry for host offset $HostOffset in '$Path'" }
+    return $entry[0]
+}
+
+function Get-L2EntryOf([string]$Path, [long]$VirtualOffset) {
+    # The L2 table entry of the guest cluster at $VirtualOffset.
+    $cluster = Get-QcowCluster $Path -Offset $VirtualOffset -Length 1
+    $entry = @(Get-QcowTable $Path L2 -Index $cluster.L1Index | Where-Object Index -eq $cluster.L2Index)
+    if ($entry.Count -ne 1) { throw "no L2 entry for guest offset $VirtualOffset in '$Path'" }
+    return $entry[0]
+}
+
+# --- Snapshots, as QEMU sees them ----------------------------------------------------------------------
+
+function Get-RawHash([string]$Path, [string]$SnapshotName) {
+    # SHA-256 of the guest data (of a snapshot, with -SnapshotName) as qemu-img exports it to raw.
+    $raw = Join-Path (Split-Path -Parent $Path) ('export-' + [Guid]::NewGuid().ToString('N') + '.raw')
+    Export-QemuRaw -Path $Path -Destination $raw -SnapshotName $SnapshotName | Out-Null
+    try { (Get-FileHash -LiteralPath $raw).Hash } finally { Remove-Item -LiteralPath $raw }
+}
+
+function Get-QemuSnapshotNames([string]$Path) {
+    # The snapshot names qemu-img info lists, in its order; none is an empty array.
+    $q = Get-QemuImageInfo $Path
+    if ($q.PSObject.Properties.Name -contains 'snapshots') { @($q.snapshots.name) } else { @() }
+}
+
+# --- Images damaged on purpose (Test-QcowImage / Repair-QcowImage) ------------------------------------
+
+function Get-BrokenImageCases {
+    <# Images damaged on purpose: what qemu-img check must find, and what Test/Repair-QcowImage must agree with. #>
+    @(
+        @{ Name = 'a leaked cluster: the header''s refcount raised to 2'; Break = 'HeaderRefcount'; Kind = 'leak' }
+        @{ Name = 'a leaked cluster: an L2 entry cleared'; Break = 'ClearL2'; Kind = 'leak' }
+        @{ Name = 'a leaked cluster: the file grown by a cluster that is counted'; Break = 'TailLeak'; Kind = 'leak' }
+        @{ Name = 'a refcount too low: a data cluster counted 0'; Break = 'DataRefcountZero'; Kind = 'corrupt' }
+        @{ Name = 'a refcount too low: a cluster shared with a snapshot counted 1'; Break = 'SharedRefcountOne'; Kind = 'corrupt' }
+        @{ Name = 'an L2 entry pointing at the L1 table'; Break = 'L2IntoL1'; Kind = 'corrupt' }
+        @{ Name = 'an L2 entry pointing at the refcount block'; Break = 'L2IntoRefcountBlock'; Kind = 'corrupt' }
+    )
+}
+
+function New-VictimImage([string]$Folder, [string]$Name, [switch]$Snapshot) {
+    # Two data clusters (0 and 1 MiB); with -Snapshot, a snapshot and then a rewrite, so that
+    # the cluster at 64 KiB is shared (refcount 2) and the one at 0 is not.
+    $path = New-QemuImage -Path (Join-Path $Folder $Name) -Size 4M -Write 'write -P 0x11 0 128k', 'write -P 0x22 1M 64k'
+    if ($Snapshot) {
+        Invoke-QemuImg 'snapshot', '-c', 'before', $path | Out-Null
+        Invoke-QemuIo $path 'write -P 0x33 0 64k'
+    }
+    return $path
+}
+
+function Invoke-Break([string]$Path, [string]$How) {
+    # Damage an image (a Break of Get-BrokenImageCases) by patching bytes at offsets taken from Get-QcowTable / Get-QcowCluster.
+    $info = Get-QcowInfo $Path
+    switch ($How) {
+        'HeaderRefcount' {
+            Set-FileBigEndian -Path $Path -Offset (Get-RefcountEntry $Path 0).Offset -Value 2 -Size 2
+        }
+        'ClearL2' {
+            Set-FileBigEndian -Path $Path -Offset (Get-L2EntryOf $Path 1MB).Offset -Value 0
+        }
+        'TailLeak' {
+            $end = (Get-Item -LiteralPath $Path).Length
+            $stream = [IO.File]::Open($Path, 'Open', 'ReadWrite')
+            try { $stream.SetLength($end + $info.ClusterSize) } finally { $stream.Dispose() }
+            Set-FileBigEndian -Path $Path -Offset (Get-RefcountEntry $Path $end).Offset -Value 1 -Size 2
+        }
+        'DataRefcountZero' {
+            $hostOffset = (Get-QcowCluster $Path -Offset 0 -Length 1).HostOffset
+            Set-FileBigEndian -Path $Path -Offset (Get-RefcountEntry $Path $hostOffset).Offset -Value 0 -Size 2
+        }
+        'SharedRefcountOne' {
+            $cluster = Get-QcowCluster $Path -Offset 64KB -Length 1
+            if ($cluster.Refcount -ne 2) { throw "the cluster at 64 KiB should be shared, its refcount is $($cluster.Refcount)" }
+            Set-FileBigEndian -Path $Path -Offset (Get-RefcountEntry $Path $cluster.HostOffset).Offset -Value 1 -Size 2
+        }
+        'L2IntoL1' {
+            Set-FileBigEndian -Path $Path -Offset (Get-L2EntryOf $Path 1MB).Offset -Value ([UInt64]$info.L1TableOffset -bor [UInt64]::Parse('9223372036854775808'))
+        }
+        'L2IntoRefcountBlock' {
+            $block = (Get-QcowTable $Path RefcountTable -NonZero)[0].Target
+            Set-FileBigEndian -Path $Path -Offset (Get-L2EntryOf $Path 1MB).Offset -Value ([UInt64]$block -bor [UInt64]::Parse('9223372036854775808'))
+        }
+        default { throw "unknown damage '$How'" }
+    }
+}
+
+# --- Conversion: qemu-img compare and check as referees, a VM-like disk ---------------------------------
+
+function Invoke-QemuCompare {
+    <# qemu-img compare, whatever its exit code: ExitCode (0 identical, 1 different, 2 error) and Text. #>
+    param(
+        [Parameter(Mandatory)][string]$A,
+        [Parameter(Mandatory)][string]$B,
+        [string]$FormatA = 'qcow2',
+        [string]$FormatB = 'qcow2',
+        [switch]$Strict
+    )
+    $arguments = @('compare', '-f', $FormatA, '-F', $FormatB)
+    if ($Strict) { $arguments += '-s' }
+    $text = (& qemu-img @arguments $A $B 2>&1 | ForEach-Object { "$_" }) -join "`n"
+    [pscustomobject]@{ ExitCode = $LASTEXITCODE; Text = $text }
+}
+
+function Assert-QemuIdentical {
+    <# qemu-img compare says the two images hold the same guest data. #>
+    param([string]$A, [string]$B, [string]$FormatA = 'qcow2', [string]$FormatB = 'qcow2')
+    $c = Invoke-QemuCompare -A $A -B $B -FormatA $FormatA -FormatB $FormatB
+    $c.ExitCode | Should -Be 0 -Because "qemu-img compare $A $B said: $($c.Text)"
+}
+
+function Assert-QemuClean {
+    <# qemu-img check finds nothing wrong with a qcow2 image; returns its report. #>
+    param([string]$Path)
+    $check = Get-QemuCheck $Path
+    $check.ExitCode | Should -Be 0 -Because "qemu-img check $Path said: $($check.Messages -join '; ')"
+    $check.Corruptions | Should -Be 0
+    $check.Leaks | Should -Be 0
+    $check.CheckErrors | Should -Be 0
+    return $check
+}
+
+function Get-AllocatedBytes([string]$Path) {
+    # Bytes the host file system has allocated for the file (qemu-img info's 'actual-size').
+    [long](Invoke-QemuImg 'info', '--output=json', '-f', 'raw', $Path | ConvertFrom-Json).'actual-size'
+}
+
+function Get-Leftovers([string]$Folder) {
+    # Temporary files of unfinished conversions: '.name.qcowps-xxxxxxxx'.
+    @(Get-ChildItem -LiteralPath $Folder -Force -File | Where-Object Name -like '.*.qcowps-*' | ForEach-Object Name)
+}
+
+function New-VmDiskRaw([string]$Path) {
+    <#
+        A 64 MiB raw disk laid out like a small VM: 1 MiB of random bytes at 0 (boot loader, keys:
+        incompressible), 4 MiB of log text at 8 MiB (compressible), 4 KiB of random bytes in the last
+        sector block, zeros everywhere else.
+    #>
+    $random = New-RandomBytes -Length 1MB -Seed 42
+    $log = [Text.StringBuilder]::new()
+    for ($i = 0; $log.Length -lt 4MB; $i++) {
+        [void]$log.AppendLine("2026-11-26T10:$('{0:d2}' -f ($i % 60)):00Z web01 nginx[$($i % 977)]: GET /api/v1/items/$i 200 $($i * 37 % 5000)ms")
+    }
+    $text = [Text.Encoding]::ASCII.GetBytes($log.ToString())
+    $file = [IO.File]::Create($Path)
+    try {
+        $file.SetLength(64MB)
+        $file.Position = 0; $file.Write($random, 0, 1MB)
+        $file.Position = 8MB; $file.Write($text, 0, 4MB)
+        $file.Position = 64MB - 4KB; $file.Write($random, 12345, 4KB)
+    } finally {
+        $file.Dispose()
+    }
+    return $Path
+}
+
+# The data ranges of New-VmDiskRaw, [start, end), and how many clusters of a given size hold data.
+$script:VmDataRanges = @(@(0, 1MB), @(8MB, 12MB), @((64MB - 4KB), 64MB))
+function Get-VmDataClusters([long]$ClusterSize) {
+    $n = 0
+    foreach ($r in $script:VmDataRanges) { $n += [Math]::Ceiling($r[1] / $ClusterSize) - [Math]::Floor($r[0] / $ClusterSize) }
+    return [long]$n
+}
+
+function Assert-ResultTotals {
+    <# The clusters of a conversion result add up to the disk, and the timing is plausible. #>
+    param($Result, [long]$ClusterSize, [TimeSpan]$Elapsed)
+    $total = [Math]::Ceiling($Result.VirtualSize / $ClusterSize)
+    ($Result.DataClusters + $Result.ZeroClusters + $Result.CompressedClusters) | Should -Be $total
+    $Result.Duration | Should -BeOfType ([TimeSpan])
+    $Result.Duration | Should -BeGreaterThan ([TimeSpan]::Zero)
+    $Result.Duration | Should -BeLessOrEqual $Elapsed
+    $Result.FileSize | Should -Be (Get-Item -LiteralPath $Result.Destination).Length
+}
+
 Export-ModuleMember -Function @(
     'Get-QcowPSModulePath', 'Import-QcowPSModule', 'Get-Hash', 'Get-ErrorIds',
     'Get-QemuToolProblem', 'Test-SkipWithoutQemu', 'Assert-QemuTools', 'Assert-QemuToolsInIt',
     'Invoke-QemuImg', 'Invoke-QemuIo', 'New-QemuImage', 'Get-QemuImageInfo', 'Get-QemuMap', 'Export-QemuRaw',
     'Get-QemuCheck', 'Get-QemuIoPatternMismatch', 'Start-QemuIoHolder', 'Stop-QemuIoHolder',
     'New-QcowTestFolder', 'Remove-QcowTestFolder',
-    'Get-FileBytes', 'Get-BytesHash', 'New-FilledBytes', 'New-RandomBytes', 'Set-FileBigEndian', 'Get-TextLineStats'
-    'Invoke-ChildPwsh'
+    'Get-FileBytes', 'Get-BytesHash', 'New-FilledBytes', 'New-RandomBytes', 'Set-FileBigEndian', 'Get-TextLineStats',
+    'Invoke-ChildPwsh', 'New-Name',
+    'Get-RefcountEntry', 'Get-L2EntryOf', 'Get-RawHash', 'Get-QemuSnapshotNames',
+    'Get-BrokenImageCases', 'New-VictimImage', 'Invoke-Break',
+    'Invoke-QemuCompare', 'Assert-QemuIdentical', 'Assert-QemuClean', 'Get-AllocatedBytes', 'Get-Leftovers',
+    'New-VmDiskRaw', 'Get-VmDataClusters', 'Assert-ResultTotals'
 )
 # --- Progress on a stepped clock ----------------------------------------------------------------------
 
@@ -596,7 +799,7 @@ function Get-GuestToolProblem {
     [CmdletBinding()]
     [OutputType([string])]
     param([Parameter(Mandatory)][string[]]$Name)
-    if ($env:PATH -notmatch '(^|:)/usr/sbin(:|$)') { $env:PATH = "$env:PATH:/usr/sbin:/sbin" }
+    if ($env:PATH -notmatch '(^|:)/usr/sbin(:|$)') { $env:PATH = "${env:PATH}:/usr/sbin:/sbin" }
     $missing = @($Name | Where-Object { -not (Get-Command -Name $_ -CommandType Application -ErrorAction Ignore) })
     if (-not $missing) { return $null }
     return "$($missing -join ', ') not found on PATH; .ci/run installs them (gdisk fdisk parted e2fsprogs dosfstools mtools xfsprogs ntfs-3g)."
