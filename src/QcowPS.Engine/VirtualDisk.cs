@@ -167,6 +167,9 @@ namespace QcowPS.Engine
                     $"The range at offset {offset} of {count} bytes lies outside the virtual disk of {Length} bytes ('{Path}')");
         }
 
+        /// <summary>True once Dispose has begun.</summary>
+        protected bool IsDisposed => _disposed;
+
         protected void ThrowIfDisposed()
         {
             if (_disposed) throw new ObjectDisposedException(GetType().Name, $"'{Path}' is closed");

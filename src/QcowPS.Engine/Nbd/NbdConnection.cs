@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.IO;
 using System.Net.Security;
@@ -509,13 +510,26 @@ namespace QcowPS.Engine.Nbd
 
         private void Read(NbdExport export, Request r)
         {
-            byte[] data = new byte[r.Length];
+            // Pooled: a fresh array per request costs a zeroing pass and, at 256 KiB and up, a large-object
+            // allocation that the garbage collector then has to sweep.
+            byte[] data = ArrayPool<byte>.Shared.Rent((int)r.Length);
+            try { ReadAndReply(export, r, data); }
+            finally { ArrayPool<byte>.Shared.Return(data); }
+        }
+
+        private void ReadAndReply(NbdExport export, Request r, byte[] data)
+        {
             List<(long offset, long length, bool data)> runs;
             try
             {
                 runs = export.DataRuns((long)r.Offset, r.Length);
                 foreach (var run in runs)
-                    if (run.data) export.Disk.Read(run.offset, data, (int)(run.offset - (long)r.Offset), (int)run.length);
+                {
+                    int at = (int)(run.offset - (long)r.Offset);
+                    // A pooled buffer holds old bytes: holes are cleared, as they are sent as data without structured replies or with DF.
+                    if (run.data) export.Disk.Read(run.offset, data, at, (int)run.length);
+                    else Array.Clear(data, at, (int)run.length);
+                }
                 export.CountRead(r.Length);
             }
             catch (Exception e) when (e is QcowException || e is IOException)
@@ -531,10 +545,10 @@ namespace QcowPS.Engine.Nbd
             }
             try
             {
-                if (!_structured) { SendSimple(r.Cookie, 0, data, data.Length); return; }
+                if (!_structured) { SendSimple(r.Cookie, 0, data, (int)r.Length); return; }
                 if ((r.Flags & P.CmdFlagDf) != 0 || runs.Count <= 1 && (runs.Count == 0 || runs[0].data))
                 {
-                    SendChunk(r.Cookie, P.ReplyFlagDone, P.ReplyTypeOffsetData, r.Offset, data, 0, data.Length);
+                    SendChunk(r.Cookie, P.ReplyFlagDone, P.ReplyTypeOffsetData, r.Offset, data, 0, (int)r.Length);
                     return;
                 }
                 for (int i = 0; i < runs.Count; i++)
@@ -657,10 +671,29 @@ namespace QcowPS.Engine.Nbd
         {
             lock (_sendLock)
             {
-                _stream.Write(header, headerIndex, headerLength);
-                if (data != null && length > 0) _stream.Write(data, index, length);
-                _stream.Flush();
+                if (_tls || data == null || length == 0)
+                {
+                    _stream.Write(header, headerIndex, headerLength);
+                    if (data != null && length > 0) _stream.Write(data, index, length);
+                    _stream.Flush();
+                    return;
+                }
+                // Plaintext: header and payload leave in one gathered send (one writev, not two sends).
+                SendGathered(new ArraySegment<byte>(header, headerIndex, headerLength), new ArraySegment<byte>(data, index, length));
             }
+        }
+
+        /// <summary>Sends both segments whole; a blocking socket may take a gathered send in parts.</summary>
+        private void SendGathered(ArraySegment<byte> first, ArraySegment<byte> second)
+        {
+            int sent = _socket.Send(new[] { first, second });
+            if (sent < first.Count)
+            {
+                _socket.Send(first.Array, first.Offset + sent, first.Count - sent, SocketFlags.None);
+                sent = first.Count;
+            }
+            for (int done = sent - first.Count; done < second.Count;)
+                done += _socket.Send(second.Array, second.Offset + done, second.Count - done, SocketFlags.None);
         }
 
         // ================================================================ reading and flow control

@@ -174,21 +174,27 @@ namespace QcowPS.Engine.Qcow2
 
         protected internal override void ReadStored(DiskExtent extent, long offset, byte[] buffer, int index, int count)
         {
+            // Inflation runs outside the lock (see Qcow2Image.ParallelRead.cs).
+            if (extent.Type == ClusterType.Compressed)
+            {
+                ReadCompressed(extent.L2Raw, offset, buffer, index, count);
+                return;
+            }
+            long host = extent.HostOffset + (offset - extent.Offset);
+            IHostFile dataFile;
             lock (_gate)
             {
                 ThrowIfDisposed();
-                if (extent.Type == ClusterType.Compressed)
-                {
-                    var cluster = DecompressCluster(extent.L2Raw, offset);
-                    Array.Copy(cluster, (int)(offset & (ClusterSize - 1)), buffer, index, count);
-                    return;
-                }
-                long host = extent.HostOffset + (offset - extent.Offset);
                 if (!Header.HasExternalDataFile && extent.HostOffset - (extent.HostOffset & (ClusterSize - 1)) >= _file.Length)
                     throw QcowException.Corrupt(Path, $"The L2 entry for guest offset 0x{offset:X} points to host offset 0x{extent.HostOffset:X}, past the end of the file (file size {_file.Length})");
+                dataFile = _dataFile;
+                // A writable image may move or free this cluster once the lock is let go: read it here.
                 // A file may end inside its last cluster (subcluster writes, files not padded): the rest reads as zeros.
-                _dataFile.ReadOrZero(host, buffer, index, count);
+                if (_writable) { dataFile.ReadOrZero(host, buffer, index, count); return; }
             }
+            // A read-only image's clusters stay where they are, and the file reads positionally, so reads
+            // of independent ranges need not take turns.
+            dataFile.ReadOrZero(host, buffer, index, count);
         }
 
         /// <summary>Inflates one compressed cluster (the last one is cached).</summary>
@@ -281,6 +287,7 @@ namespace QcowPS.Engine.Qcow2
         {
             _codec?.Dispose();
             _codec = null;
+            DisposeInflaters();
             if (_dataFile != null && !ReferenceEquals(_dataFile, _file)) _dataFile.Dispose();
             _file.Dispose();
         }
