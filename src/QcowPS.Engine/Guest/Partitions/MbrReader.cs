@@ -11,14 +11,17 @@ namespace QcowPS.Engine.Guest.Partitions
     internal sealed class MbrReader
     {
         public const int SectorSize = 512;
-        private const int EntriesOffset = 446;
-        private const int EntrySize = 16;
-        private const int SignatureOffset = 510;
-        private const int StatusField = 0;
-        private const int TypeField = 4;
-        private const int StartLbaField = 8;
-        private const int SectorCountField = 12;
-        private const byte BootableFlag = 0x80;
+        // The MBR layout, shared with MbrWriter: the partition entries, and each entry's fields.
+        internal const int EntriesOffset = 446;
+        internal const int EntrySize = 16;
+        internal const int SignatureOffset = 510;
+        internal const int StatusField = 0;
+        internal const int FirstChsField = 1;
+        internal const int TypeField = 4;
+        internal const int LastChsField = 5;
+        internal const int StartLbaField = 8;
+        internal const int SectorCountField = 12;
+        internal const byte BootableFlag = 0x80;
         /// <summary>More logical partitions than any tool makes: a longer chain is hostile (or a loop).</summary>
         private const int MaxLogicalPartitions = 256;
 

@@ -14,10 +14,6 @@ namespace QcowPS.Engine.Guest.Partitions
         /// <summary>MBR start and count fields are 32-bit sector numbers: nothing reaches past 2^32 sectors (2 TiB).</summary>
         public const long MaxSectors = 1L << 32;
         private const int DiskSignatureField = 440;
-        private const int EntriesOffset = 446;
-        private const int EntrySize = 16;
-        private const int SignatureOffset = 510;
-        private const byte BootableFlag = 0x80;
         private const byte LinuxType = 0x83;
         // The CHS geometry every tool assumes for LBA disks, and the "beyond CHS" marker for sectors past it.
         private const int Heads = 255;
@@ -60,19 +56,19 @@ namespace QcowPS.Engine.Guest.Partitions
 
         internal static void PutEntry(byte[] mbr, int index, byte type, bool bootable, long first, long count)
         {
-            int o = EntriesOffset + index * EntrySize;
-            mbr[o] = bootable ? BootableFlag : (byte)0;
-            PutChs(mbr, o + 1, first);
-            mbr[o + 4] = type;
-            PutChs(mbr, o + 5, first + count - 1);
-            WriteUInt32LittleEndian(new Span<byte>(mbr, o + 8, 4), (uint)first);
-            WriteUInt32LittleEndian(new Span<byte>(mbr, o + 12, 4), (uint)count);
+            int o = MbrReader.EntriesOffset + index * MbrReader.EntrySize;
+            mbr[o + MbrReader.StatusField] = bootable ? MbrReader.BootableFlag : (byte)0;
+            PutChs(mbr, o + MbrReader.FirstChsField, first);
+            mbr[o + MbrReader.TypeField] = type;
+            PutChs(mbr, o + MbrReader.LastChsField, first + count - 1);
+            WriteUInt32LittleEndian(new Span<byte>(mbr, o + MbrReader.StartLbaField, 4), (uint)first);
+            WriteUInt32LittleEndian(new Span<byte>(mbr, o + MbrReader.SectorCountField, 4), (uint)count);
         }
 
         internal static void PutSignature(byte[] mbr)
         {
-            mbr[SignatureOffset] = 0x55;
-            mbr[SignatureOffset + 1] = 0xAA;
+            mbr[MbrReader.SignatureOffset] = 0x55;
+            mbr[MbrReader.SignatureOffset + 1] = 0xAA;
         }
 
         /// <summary>The 3-byte CHS address of a sector (head, sector | cylinder high bits, cylinder low); FE FF FF past cylinder 1023.</summary>

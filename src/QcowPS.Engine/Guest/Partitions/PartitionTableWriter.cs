@@ -29,7 +29,7 @@ namespace QcowPS.Engine.Guest.Partitions
             {
                 var first = new byte[Sector];
                 disk.Read(0, first, 0, Sector);
-                if (first[510] == 0x55 && first[511] == 0xAA) return "sector 0 carries a boot signature (55 AA)";
+                if (first[MbrReader.SignatureOffset] == 0x55 && first[MbrReader.SignatureOffset + 1] == 0xAA) return "sector 0 carries a boot signature (55 AA)";
             }
             var fs = FileSystems.FileSystemProbe.Probe(disk, 0, disk.Length);
             if (fs != null) return $"it holds a {fs.Type} file system on the whole disk";
