@@ -55,8 +55,18 @@ $pesterTargets = if ($PesterPath) {
 
 $suites = [System.Collections.Generic.List[object]]::new()
 
-function Add-Suite([string]$Name, [int]$Passed, [int]$Failed, [int]$Skipped, [string]$Note) {
-    $suites.Add([pscustomobject]@{ Name = $Name; Passed = $Passed; Failed = $Failed; Skipped = $Skipped; Note = $Note })
+function Add-Suite([string]$Name, [int]$Passed, [int]$Failed, [int]$Skipped, [string]$Note, [string[]]$FailedTests = @()) {
+    $suites.Add([pscustomobject]@{ Name = $Name; Passed = $Passed; Failed = $Failed; Skipped = $Skipped; Note = $Note; FailedTests = $FailedTests })
+}
+
+# CI keeps only the tail of the output, so the names of failed tests are repeated next to the counts.
+function Get-FirstLine([string]$Text) {
+    if (-not $Text) { return '' }
+    $line = ($Text -split "`r?`n" | Where-Object { $_.Trim() } | Select-Object -First 1)
+    if ($null -eq $line) { return '' }
+    $line = $line.Trim()
+    if ($line.Length -gt 300) { $line = $line.Substring(0, 300) + '...' }
+    return $line
 }
 
 function Write-Step([string]$Text) {
@@ -72,6 +82,7 @@ function Write-Summary {
         $line = '{0,-7} passed {1}, failed {2}, skipped {3}' -f $s.Name, $s.Passed, $s.Failed, $s.Skipped
         if ($s.Note) { $line += "  ($($s.Note))" }
         Write-Host $line
+        foreach ($name in $s.FailedTests) { Write-Host "  failed: $name" }
     }
     if ($failed -gt 0) {
         Write-Host "Test results kept in $Results"
@@ -123,12 +134,20 @@ try {
         # Skipped xunit tests are left out of 'executed' without being counted anywhere else.
         $skipped = [Math]::Max(0, (Get-TrxCount $counters 'total') - $passed - $failed)
         $note = ''
+        $failedTests = @(
+            foreach ($result in $doc.GetElementsByTagName('UnitTestResult')) {
+                if ($result.GetAttribute('outcome') -notin 'Passed', 'NotExecuted') {
+                    $message = $result.GetElementsByTagName('Message') | Select-Object -First 1
+                    $text = if ($message) { Get-FirstLine $message.InnerText } else { '' }
+                    "$($result.GetAttribute('testName')) -- $text"
+                }
+            })
         if ($passed + $failed -eq 0) {
             $failed = 1; $note = 'ran no tests'
         } elseif ($testExit -ne 0 -and $failed -eq 0) {
             $failed = 1; $note = "dotnet test exited $testExit although no test failed"
         }
-        Add-Suite 'xunit' $passed $failed $skipped $note
+        Add-Suite 'xunit' $passed $failed $skipped $note $failedTests
     }
 } catch {
     Write-Host "xunit suite could not run: $_"
@@ -154,7 +173,7 @@ try {
     Set-Content -LiteralPath $child -Encoding utf8 -Value @'
 param([string]$Manifest, [string]$Paths, [string]$ResultFile)
 $ErrorActionPreference = 'Stop'
-$summary = [ordered]@{ ran = $false; passed = 0; failed = 0; skipped = 0; total = 0; version = ''; error = '' }
+$summary = [ordered]@{ ran = $false; passed = 0; failed = 0; skipped = 0; total = 0; version = ''; error = ''; failedTests = @() }
 try {
     Import-Module -Name $Manifest -Force
     $summary.version = (Get-Module -Name Pester).Version.ToString()
@@ -173,6 +192,13 @@ try {
     if ($run.Result -eq 'Failed' -and $summary.failed -eq 0) { $summary.failed = [Math]::Max(1, [int]$run.FailedBlocksCount) }
     $summary.skipped = [int]$run.SkippedCount
     $summary.total = [int]$run.TotalCount
+    $summary.failedTests = @(
+        foreach ($test in $run.Failed) {
+            $message = if ($test.ErrorRecord) { ("$($test.ErrorRecord[0])" -split "`r?`n")[0] } else { '' }
+            if ($message.Length -gt 300) { $message = $message.Substring(0, 300) + '...' }
+            "$($test.ExpandedPath) -- $message"
+        }
+        foreach ($container in $run.FailedContainers) { "container $($container.Item) -- $($container.ErrorRecord | Select-Object -First 1)" })
 } catch {
     $summary.error = "$_"
     Write-Host "Pester could not run: $_"
@@ -199,7 +225,7 @@ $summary | ConvertTo-Json | Set-Content -LiteralPath $ResultFile -Encoding utf8
         } elseif ([int]$r.passed + [int]$r.failed -eq 0) {
             Add-Suite 'Pester' 0 1 $r.skipped 'ran no tests'
         } else {
-            Add-Suite 'Pester' $r.passed $r.failed $r.skipped "Pester $($r.version)"
+            Add-Suite 'Pester' $r.passed $r.failed $r.skipped "Pester $($r.version)" @($r.failedTests)
         }
     }
 } catch {
