@@ -43,17 +43,18 @@ BeforeAll {
         $proto
     }
 
-    # A fresh XFS image; each -XfsDbAfter entry is one xfs_db -x run (a list of -c commands).
-    function New-XfsVolume([string]$Name, [string[]]$MkfsOptions = @(), [object[]]$XfsDbAfter = @()) {
+    # A fresh XFS image.
+    function New-XfsVolume([string]$Name, [string[]]$MkfsOptions = @()) {
         $fs = Join-Path $dir "$Name.xfs"
         Invoke-QemuImg 'create', '-q', '-f', 'raw', $fs, "$($FsSize / 1MB)M" | Out-Null
         # sunit/swidth: files of 9 blocks start on 8-block stripe units, leaving 7-block holes between them.
-        Invoke-GuestTool mkfs.xfs (@('-q', '-f', '-l', 'size=64m', '-d', 'agcount=4,sunit=64,swidth=64') + $MkfsOptions + @('-p', $proto, $fs)) -SuccessCode 0 | Out-Null
-        foreach ($commands in $XfsDbAfter) {
-            $arguments = @('-x') + @($commands | ForEach-Object { '-c', $_ }) + $fs
-            Invoke-GuestTool xfs_db $arguments | Out-Null
-        }
+        Invoke-GuestTool mkfs.xfs (@('-q', '-f', '-l', 'size=64m', '-d', 'agcount=4,sunit=64,swidth=64') + $MkfsOptions + @('-p', $proto, $fs)) | Out-Null
         $fs
+    }
+
+    # One xfs_db -x run (expert mode, writes allowed) of a list of -c commands.
+    function Edit-XfsVolume([string]$Fs, [string[]]$Commands) {
+        Invoke-GuestTool xfs_db (@('-x') + @($Commands | ForEach-Object { '-c', $_ }) + $Fs) | Out-Null
     }
 
     function Get-XfsField([string]$Fs, [string[]]$Commands, [string]$Name) {
@@ -173,9 +174,11 @@ BeforeAll {
         Write-Host "    $Name : $garbage bytes of garbage written; stored data $storedBefore -> $storedAfter bytes"
     }
 
-    function Assert-RefusedUntouched([string]$Name, [object[]]$XfsDbAfter, [string]$ReasonPattern) {
-        $fs = New-XfsVolume $Name -XfsDbAfter $XfsDbAfter
+    # Garbage in the free space, then the damage (xfs_db commands), then Optimize-QcowImage must refuse.
+    function Assert-RefusedUntouched([string]$Name, [string[]]$Damage, [string]$ReasonPattern) {
+        $fs = New-XfsVolume $Name
         Add-Garbage $fs (Get-XfsFreeExtents $fs) | Out-Null
+        Edit-XfsVolume $fs $Damage
         $qcow = New-XfsDisk $Name $fs
         $hash = (Get-FileHash -LiteralPath $qcow).Hash
         $result = @(Optimize-QcowImage -LiteralPath $qcow -Confirm:$false -WarningVariable warnings -WarningAction SilentlyContinue)
@@ -246,24 +249,24 @@ Describe 'Optimize-QcowImage gives the free blocks of XFS back' -Skip:$SkipGuest
     }
 
     It 'refuses a bnobt block whose CRC is wrong, changing nothing' {
-        Assert-RefusedUntouched 'badcrc' @(, @('agf 0', 'addr bnoroot', 'crc -i')) 'AG 0''s bnobt block \d+ fails its CRC check'
+        Assert-RefusedUntouched 'badcrc' @('agf 0', 'addr bnoroot', 'crc -i') 'AG 0''s bnobt block \d+ fails its CRC check'
     }
 
     It 'refuses an AGF whose free count disagrees with its bnobt, changing nothing (xfs_repair -n sees it too)' {
-        $fs = Assert-RefusedUntouched 'freeblks' @(, @('agf 1', 'write -d freeblks 7')) 'AG 1''s bnobt lists \d+ free blocks but its AGF counts 7'
+        $fs = Assert-RefusedUntouched 'freeblks' @('agf 1', 'write -d freeblks 7') 'AG 1''s bnobt lists \d+ free blocks but its AGF counts 7'
         (Invoke-XfsRepairCheck $fs).Text | Should -Match 'agf_freeblks 7, counted \d+ in ag 1'
     }
 
     It 'refuses a bnobt node that points back to itself, promptly' {
         $root = Get-XfsField (New-XfsVolume 'probe') 'agf 0', 'print bnoroot' 'bnoroot'
         $watch = [Diagnostics.Stopwatch]::StartNew()
-        Assert-RefusedUntouched 'cycle' @(, @('agf 0', 'addr bnoroot', "write -d ptrs[2] $root")) "AG 0's bnobt reaches block $root twice" | Out-Null
+        Assert-RefusedUntouched 'cycle' @('agf 0', 'addr bnoroot', "write -d ptrs[2] $root") "AG 0's bnobt reaches block $root twice" | Out-Null
         $watch.Elapsed.TotalSeconds | Should -BeLessThan 300 -Because 'a generous bound against a hang, not a speed test'
     }
 
     It 'refuses a bnobt leaf claiming 65535 records, promptly' {
         $watch = [Diagnostics.Stopwatch]::StartNew()
-        Assert-RefusedUntouched 'numrecs' @(, @('agf 0', 'addr bnoroot', 'addr ptrs[1]', 'write -d numrecs 65535')) 'claims 65535 records; at most \d+ fit' | Out-Null
+        Assert-RefusedUntouched 'numrecs' @('agf 0', 'addr bnoroot', 'addr ptrs[1]', 'write -d numrecs 65535') 'claims 65535 records; at most \d+ fit' | Out-Null
         $watch.Elapsed.TotalSeconds | Should -BeLessThan 300 -Because 'a generous bound against a hang, not a speed test'
     }
 }

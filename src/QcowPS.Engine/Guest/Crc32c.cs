@@ -23,13 +23,13 @@ namespace QcowPS.Engine.Guest
 
         public static uint Compute(byte[] data, int offset, int count) => Compute(data, offset, count, -1);
 
-        /// <summary>The CRC of data[offset..offset+count) with the 4 bytes at crcField (relative to the array) read as zeros.</summary>
+        /// <summary>The CRC of data[offset..offset+count) with the 4 bytes at crcField (an index into data; -1 for none) read as zeros.</summary>
         public static uint Compute(byte[] data, int offset, int count, int crcField)
         {
             uint c = 0xFFFFFFFFu;
             for (int i = offset; i < offset + count; i++)
             {
-                byte b = i >= crcField && i < crcField + 4 ? (byte)0 : data[i];
+                byte b = crcField >= 0 && i >= crcField && i < crcField + 4 ? (byte)0 : data[i];
                 c = Table[(c ^ b) & 0xFF] ^ (c >> 8);
             }
             return c ^ 0xFFFFFFFFu;

@@ -43,15 +43,15 @@ namespace QcowPS.Engine.Guest.FileSystems.Xfs
             if (levels < 1 || levels > XfsAgfLayout.MaxLevels) throw _corrupt($"AG {_ag}'s {name} claims {levels} levels");
             var records = new List<(uint, uint)>();
             var visited = new HashSet<uint>();
-            var current = new List<uint> { root };
+            var next = new List<uint>();
+            Visit(root);
             for (int level = (int)levels - 1; level >= 0; level--)
             {
-                var next = new List<uint>();
+                var current = next;
+                next = new List<uint>();
                 for (int i = 0; i < current.Count; i++)
                 {
                     uint at = current[i];
-                    if (at == 0 || at >= _agLength) throw _corrupt($"AG {_ag}'s {name} points to block {at}, outside the AG of {_agLength} blocks");
-                    if (!visited.Add(at)) throw _corrupt($"AG {_ag}'s {name} reaches block {at} twice (a cycle or shared subtree)");
                     var block = _read(at);
                     Check(block, name, magic, at, level);
                     uint left = U32(block, B.LeftSibling), right = U32(block, B.RightSibling);
@@ -67,12 +67,19 @@ namespace QcowPS.Engine.Guest.FileSystems.Xfs
                         if (level == 0)
                             records.Add((U32(block, B.RecordOffset(_v5, r) + B.RecordStartBlock), U32(block, B.RecordOffset(_v5, r) + B.RecordBlockCount)));
                         else
-                            next.Add(U32(block, B.PointerOffset(_blockSize, _v5, r)));
+                            Visit(U32(block, B.PointerOffset(_blockSize, _v5, r)));
                     }
                 }
-                current = next;
             }
             return records;
+
+            // Every pointer is checked when it is read, before any block it names is: inside the AG, and new.
+            void Visit(uint at)
+            {
+                if (at == 0 || at >= _agLength) throw _corrupt($"AG {_ag}'s {name} points to block {at}, outside the AG of {_agLength} blocks");
+                if (!visited.Add(at)) throw _corrupt($"AG {_ag}'s {name} reaches block {at} twice (a cycle or shared subtree)");
+                next.Add(at);
+            }
         }
 
         private void Check(byte[] block, string name, uint magic, uint at, int level)
