@@ -38,9 +38,15 @@ namespace QcowPS.Engine.Tests.Guest
         }
 
         /// <summary>Writes a record at block `at`: one header block, then data blocks, all stamped with cycle (data wrapping past the end gets cycle + 1, as xlog_sync does).</summary>
-        private static void Record(byte[] log, int at, uint cycle, int dataBlocks, uint ops = 1, byte flags = L.UnmountTrans)
+        private static void Record(byte[] log, int at, uint cycle, int dataBlocks, uint ops = 1, byte flags = L.UnmountTrans, int headerBlocks = 1)
         {
             int blocks = log.Length / L.BasicBlock;
+            // Extended header blocks (v2 logs with records over 32 KiB) start with the cycle, like data blocks.
+            for (int x = 1; x < headerBlocks; x++)
+            {
+                log.AsSpan((at + x) * L.BasicBlock, L.BasicBlock).Clear();
+                WriteUInt32BigEndian(log.AsSpan((at + x) * L.BasicBlock), cycle);
+            }
             var h = log.AsSpan(at * L.BasicBlock, L.BasicBlock);
             h.Clear();
             WriteUInt32BigEndian(h.Slice(L.MagicField), L.HeaderMagic);
@@ -48,14 +54,14 @@ namespace QcowPS.Engine.Tests.Guest
             WriteUInt32BigEndian(h.Slice(L.Version), L.Version2);
             WriteUInt32BigEndian(h.Slice(L.Length), (uint)(dataBlocks * L.BasicBlock));
             WriteUInt32BigEndian(h.Slice(L.NumLogOps), ops);
-            WriteUInt32BigEndian(h.Slice(L.Size), L.HeaderCycleSize);
+            WriteUInt32BigEndian(h.Slice(L.Size), (uint)(headerBlocks * L.HeaderCycleSize));
             FsUuid.CopyTo(h.Slice(L.FsUuid));
             for (int i = 1; i <= dataBlocks; i++)
             {
-                int b = (at + i) % blocks;
+                int b = (at + headerBlocks - 1 + i) % blocks;
                 var d = log.AsSpan(b * L.BasicBlock, L.BasicBlock);
                 d.Clear();
-                WriteUInt32BigEndian(d, at + i >= blocks ? cycle + 1 : cycle);
+                WriteUInt32BigEndian(d, at + headerBlocks - 1 + i >= blocks ? cycle + 1 : cycle);
                 if (i == 1) d[L.OpFlags] = flags;
             }
         }
@@ -112,6 +118,18 @@ namespace QcowPS.Engine.Tests.Guest
             var log = Log(64, 3);
             Record(log, 62, 3, 1);
             Assert.Null(WhyNotClean(log));
+        }
+
+        [Fact]
+        public void A_record_with_extended_headers_is_measured_from_after_all_its_header_blocks()
+        {
+            // h_size 96 KiB: three header blocks, then the unmount operation (not in the second header block).
+            var log = Log(1024);
+            Record(log, 0, 1, 1, headerBlocks: 3);
+            Assert.Null(WhyNotClean(log));
+            log[L.BasicBlock + L.OpFlags] = L.UnmountTrans;
+            log[3 * L.BasicBlock + L.OpFlags] = 0;
+            Assert.Contains("is not an unmount record", WhyNotClean(log));
         }
 
         [Fact]
