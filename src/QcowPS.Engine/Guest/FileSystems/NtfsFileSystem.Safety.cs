@@ -84,6 +84,7 @@ namespace QcowPS.Engine.Guest.FileSystems
                 if ((problem = DataOf(record, name, allowResident: false, out var data)) != null) return problem;
                 systemFiles.Add((name, data));
             }
+            if ((problem = MirrorProblem(systemFiles[1].Data)) != null) return problem;
             var log = systemFiles[2].Data;
             if ((problem = NtfsLogFile.Problem((pos, count) => ReadData(log, pos, count), log.DataSize)) != null) return problem;
             if ((problem = HibernationProblem()) != null) return problem;
@@ -96,6 +97,26 @@ namespace QcowPS.Engine.Guest.FileSystems
                 foreach (var (lcn, count) in data.Runs)
                     for (long c = lcn; c < lcn + count; c++)
                         if (!ClusterInUse(bitmap, c)) return $"its $Bitmap marks cluster {c} of {name} free: the allocation map is inconsistent (run chkdsk /f)";
+            return null;
+        }
+
+        /// <summary>
+        /// ntfs-3g's mount check: the records $MFTMirr copies (up to $Volume, record 3) equal their
+        /// originals over the bytes in use, or one of the two was written without the other.
+        /// </summary>
+        private string MirrorProblem(NtfsAttributeData mirror)
+        {
+            long copies = Math.Min(VolumeRecord + 1, mirror.DataSize / _recordBytes);
+            if (copies < 1) return "its $MFTMirr holds no record";
+            for (int i = 0; i < copies; i++)
+            {
+                var original = ReadRecord(i);
+                var copy = Deprotect(ReadData(mirror, (long)i * _recordBytes, _recordBytes));
+                if (original == null || copy == null) return $"MFT record {i} or its copy in $MFTMirr is damaged (run chkdsk /f)";
+                long used = Math.Min(U32(original, BytesInUseField), (uint)_recordBytes);
+                for (int b = 0; b < used; b++)
+                    if (original[b] != copy[b]) return $"its $MFTMirr differs from $MFT at record {i} (run chkdsk /f)";
+            }
             return null;
         }
 

@@ -28,6 +28,7 @@ namespace QcowPS.Engine.Guest.FileSystems
         internal const int UpdateSequenceCountField = 6;
         internal const int FirstAttributeField = 20;
         private const int RecordFlagsField = 22;
+        internal const int BytesInUseField = 24;
         private const int RecordInUse = 0x0001;
         /// <summary>The update sequence protects each 512-byte stride of a record, whatever the sector size.</summary>
         internal const int FixupStride = 512;
