@@ -907,3 +907,43 @@ function Get-QemuDataBytes {
 Export-ModuleMember -Function @(
     'Get-GuestToolProblem', 'Test-SkipWithoutGuestTools', 'Assert-GuestTools', 'Assert-GuestToolsInIt', 'Invoke-GuestTool', 'Copy-FileRange', 'Get-QemuDataBytes'
 )
+
+function Start-NbdPeer {
+    <#
+        Starts an NBD server (qemu-nbd or nbdkit) on a new Unix socket in $Folder: $SocketArgument names
+        the socket option ('-k' for qemu-nbd, '-U' for nbdkit), $Arguments the rest. Returns the process
+        and the nbd+unix URI (nbds+unix with -Tls). A missing tool throws (never skips); stop the server
+        with Stop-NbdPeer in a finally or AfterAll.
+    #>
+    param([Parameter(Mandatory)][string]$Tool, [Parameter(Mandatory)][string]$Folder, [string[]]$Arguments,
+        [Parameter(Mandatory)][string]$SocketArgument, [switch]$Tls, [string]$Query)
+    $command = Get-Command $Tool -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+    if (-not $command) { throw "$Tool is not installed (apt-get install qemu-utils nbdkit; .ci/run does)" }
+    $socket = Join-Path $Folder ("$Tool-" + [Guid]::NewGuid().ToString('N').Substring(0, 6) + '.sock')
+    $info = [Diagnostics.ProcessStartInfo]::new($command.Source)
+    $info.UseShellExecute = $false
+    $info.RedirectStandardError = $true
+    $info.RedirectStandardOutput = $true
+    foreach ($a in @($SocketArgument, $socket) + $Arguments) { $info.ArgumentList.Add($a) }
+    $process = [Diagnostics.Process]::Start($info)
+    # Drained as they come, so a chatty server (nbdkit -v, a log filter to stderr) never blocks on a full pipe.
+    $stderr = $process.StandardError.ReadToEndAsync()
+    $null = $process.StandardOutput.ReadToEndAsync()
+    $deadline = [DateTime]::UtcNow.AddSeconds(20)
+    while (-not (Test-Path -LiteralPath $socket)) {
+        if ($process.HasExited) { throw "$Tool exited: $($stderr.GetAwaiter().GetResult())" }
+        if ([DateTime]::UtcNow -gt $deadline) { $process.Kill(); throw "$Tool did not create $socket" }
+        Start-Sleep -Milliseconds 20
+    }
+    $scheme = if ($Tls) { 'nbds+unix' } else { 'nbd+unix' }
+    $extra = if ($Query) { "&$Query" } else { '' }
+    [pscustomobject]@{ Process = $process; Socket = $socket; Uri = "${scheme}:///?socket=$socket$extra"; StandardError = $stderr }
+}
+
+function Stop-NbdPeer {
+    <# Stops a server Start-NbdPeer started (nothing when it has exited already or was never started). #>
+    param($Peer)
+    if ($Peer -and -not $Peer.Process.HasExited) { $Peer.Process.Kill(); $null = $Peer.Process.WaitForExit(10000) }
+}
+
+Export-ModuleMember -Function 'Start-NbdPeer', 'Stop-NbdPeer'
