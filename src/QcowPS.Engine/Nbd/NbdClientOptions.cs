@@ -34,7 +34,12 @@ namespace QcowPS.Engine.Nbd
         /// <summary>Options for copying a whole export (Convert-QcowImage, Read-QcowBlock -OutFile): several connections where allowed.</summary>
         public static NbdClientOptions ForCopying() => new NbdClientOptions { Connections = CopyConnections };
 
-        /// <summary>A folder with ca-cert.pem (and client-cert.pem, client-key.pem); the URI's tls-certificates overrides it.</summary>
+        /// <summary>
+        /// A folder of PEM files in QEMU's tls-creds-x509 layout (the URI's tls-certificates overrides it):
+        /// ca-cert.pem, the CAs the server's certificate must chain to; client-cert.pem with client-key.pem,
+        /// when both are there, the certificate presented to a server that asks for one. Server files in
+        /// the folder (server-cert.pem, server-key.pem) are not read.
+        /// </summary>
         public string TlsCertificates { get; set; }
     }
 }
