@@ -947,3 +947,33 @@ function Stop-NbdPeer {
 }
 
 Export-ModuleMember -Function 'Start-NbdPeer', 'Stop-NbdPeer'
+
+function New-NbdTestCertificates {
+    <#
+        X.509 material made with openssl in $Folder, in QEMU's tls-creds-x509 layout: Server (ca-cert.pem,
+        server-cert.pem, server-key.pem, for localhost), Client (ca-cert.pem of the same CA, for a client)
+        and WrongCa (a ca-cert.pem of another CA). Returns the three folders. openssl missing throws.
+    #>
+    param([Parameter(Mandatory)][string]$Folder)
+    if (-not (Get-Command openssl -CommandType Application -ErrorAction Ignore)) { throw 'openssl is missing (apt-get install openssl)' }
+    $names = 'server', 'client', 'wrong-ca', 'keys'
+    foreach ($n in $names) { New-Item -ItemType Directory -Path (Join-Path $Folder $n) -Force | Out-Null }
+    $keys = Join-Path $Folder 'keys'
+    function Run { $out = & openssl @args 2>&1; if ($LASTEXITCODE) { throw "openssl $($args -join ' ') failed: $out" } }
+    foreach ($ca in @(@{ Name = 'good'; Dir = Join-Path $Folder 'client' }, @{ Name = 'wrong'; Dir = Join-Path $Folder 'wrong-ca' })) {
+        Run req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=QcowPS $($ca.Name) CA" `
+            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' `
+            -keyout (Join-Path $keys "$($ca.Name)-key.pem") -out (Join-Path $ca.Dir 'ca-cert.pem')
+    }
+    $server = Join-Path $Folder 'server'
+    Copy-Item (Join-Path $Folder 'client/ca-cert.pem') (Join-Path $server 'ca-cert.pem')
+    $ext = Join-Path $keys 'server.ext'
+    Set-Content -LiteralPath $ext -Value "subjectAltName=DNS:localhost,IP:127.0.0.1`nextendedKeyUsage=serverAuth"
+    Run req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj '/CN=localhost' `
+        -keyout (Join-Path $server 'server-key.pem') -out (Join-Path $keys 'server.csr')
+    Run x509 -req -in (Join-Path $keys 'server.csr') -CA (Join-Path $server 'ca-cert.pem') -CAkey (Join-Path $keys 'good-key.pem') `
+        -CAcreateserial -days 2 -extfile $ext -out (Join-Path $server 'server-cert.pem')
+    [pscustomobject]@{ Server = $server; Client = Join-Path $Folder 'client'; WrongCa = Join-Path $Folder 'wrong-ca' }
+}
+
+Export-ModuleMember -Function 'New-NbdTestCertificates'
