@@ -26,6 +26,8 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
+# Under `pwsh -File`, "-Source a,b" arrives as one string: split it as -Command would have.
+$Source = @($Source | ForEach-Object { $_ -split ',' } | Where-Object { $_ })
 $repo = Split-Path -Parent $PSScriptRoot
 Import-Module (Join-Path $repo 'QcowPS.psd1')
 $env:PATH = "$($env:PATH):/usr/sbin:/sbin"

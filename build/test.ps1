@@ -48,7 +48,9 @@ New-Item -ItemType Directory -Path $Results | Out-Null
 
 # Resolve -PesterPath against the caller's folder, before anything changes location.
 $pesterTargets = if ($PesterPath) {
-    $PesterPath | ForEach-Object { $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($_) }
+    # Under `pwsh -File`, "-PesterPath a,b" arrives as one string "a,b": split it as -Command would have.
+    $PesterPath | ForEach-Object { $_ -split ',' } | Where-Object { $_ } |
+        ForEach-Object { $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($_) }
 } else {
     @(Join-Path $Repo 'tests/Pester')
 }

@@ -20,5 +20,12 @@ namespace QcowPS.Engine
 
         /// <summary>Allocated somewhere in the chain (qemu-img map's "present").</summary>
         public bool Present => Type != ClusterType.Unallocated;
+
+        /// <summary>
+        /// The host file that holds this run's bytes as they are, at HostOffset, uncompressed and contiguous
+        /// (a qcow2 normal run, unencrypted, in the image or its data file; a raw file's run); null when none
+        /// does. A kernel copy (IHostFile.CopyFrom) may take the bytes from there.
+        /// </summary>
+        internal IO.IHostFile StoredFile => Type == ClusterType.Normal ? Layer?.StoredDataFile : null;
     }
 }

@@ -1,7 +1,8 @@
 #Requires -Version 7.0
 <#
     Pester 5 tests of New-QcowPartitionTable: the tables it writes pass `sgdisk -v` and read back equal
-    in `sfdisk --json` and `parted` on raw disks up to a few TiB; on 1 EiB and 2 EiB qcow2 images (the
+    in `sfdisk --json` and `parted` on raw disks up to a few TiB; an MBR with logical partitions is the
+    file sfdisk writes for the same request, but for the random disk identifier; on 1 EiB and 2 EiB qcow2 images (the
     largest qcow2 with 2 MiB clusters) they are checked through qemu-nbd + `nbdkit --filter=partition`
     and by reading the backup header and array from the last sectors with qemu-io (CRCs computed here).
     Refusal without -Force, -Force, -WhatIf and bad partitions are checked to leave the file as it was.
@@ -10,7 +11,7 @@
 
 BeforeDiscovery {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
-    $GuestTools = @('qemu-img', 'qemu-io', 'qemu-nbd', 'nbdkit', 'nbdinfo', 'sgdisk', 'sfdisk', 'parted', 'mke2fs')
+    $GuestTools = @('qemu-img', 'qemu-io', 'qemu-nbd', 'nbdkit', 'nbdinfo', 'sgdisk', 'sfdisk', 'fdisk', 'parted', 'mke2fs', 'cmp')
     $SkipGuest = Test-SkipWithoutGuestTools -Name $GuestTools
 }
 
@@ -18,7 +19,7 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     Import-QcowPSModule | Out-Null
     $ProgressPreference = 'SilentlyContinue'
-    $GuestTools = @('qemu-img', 'qemu-io', 'qemu-nbd', 'nbdkit', 'nbdinfo', 'sgdisk', 'sfdisk', 'parted', 'mke2fs')
+    $GuestTools = @('qemu-img', 'qemu-io', 'qemu-nbd', 'nbdkit', 'nbdinfo', 'sgdisk', 'sfdisk', 'fdisk', 'parted', 'mke2fs', 'cmp')
     $LinuxFilesystem = '0FC63DAF-8483-4772-8E79-3D69D8477DE4'
 
     function New-RawDisk([string]$Dir, [string]$Name, [string]$Size) {
@@ -152,7 +153,7 @@ BeforeAll {
 }
 
 Describe 'guest tools prerequisites' {
-    It 'qemu-nbd, nbdkit, nbdinfo, sgdisk, sfdisk, parted and mke2fs are on PATH' {
+    It 'qemu-nbd, nbdkit, nbdinfo, sgdisk, sfdisk, fdisk, parted, mke2fs and cmp are on PATH' {
         Assert-GuestToolsInIt -Name $GuestTools
     }
 }
@@ -218,7 +219,7 @@ Describe 'New-QcowPartitionTable writes tables the partitioning tools accept' -S
         Assert-ToolsAgree $small $q 'dos'
     }
 
-    It 'refuses an MBR on a disk past 2 TiB, and five MBR partitions, naming the limit and changing nothing' {
+    It 'refuses an MBR on a disk past 2 TiB, and sixty MBR partitions, naming the limit and changing nothing' {
         $raw = New-RawDisk $dir 'big-mbr.raw' '3T'
         $before = Get-DiskFingerprint $raw
         $e = $null
@@ -227,11 +228,11 @@ Describe 'New-QcowPartitionTable writes tables the partitioning tools accept' -S
         "$($e[0])" | Should -Match '2 TiB.*-Style Gpt'
         Get-DiskFingerprint $raw | Should -Be $before
 
-        $small = New-RawDisk $dir 'five.raw' '1G'
+        $small = New-RawDisk $dir 'sixty.raw' '1G'
         $before = Get-DiskFingerprint $small
-        $five = 1..5 | ForEach-Object { @{ Size = '10M' } }
-        New-QcowPartitionTable -LiteralPath $small -Format Raw -Style Mbr -Partition $five -ErrorVariable e -ErrorAction SilentlyContinue
-        "$($e[0])" | Should -Match 'at most 4 primary partitions'
+        $sixty = 1..60 | ForEach-Object { @{ Size = '2M' } }
+        New-QcowPartitionTable -LiteralPath $small -Format Raw -Style Mbr -Partition $sixty -ErrorVariable e -ErrorAction SilentlyContinue
+        "$($e[0])" | Should -Match 'at most 59 partitions \(3 primary and 56 logical, numbered up to 60.*60 were given'
         Get-DiskFingerprint $small | Should -Be $before
     }
 
@@ -295,6 +296,165 @@ Describe 'New-QcowPartitionTable writes tables the partitioning tools accept' -S
         $p.Count | Should -Be 1
         $p[0].Path | Should -Be $qcow
         (Get-QemuCheck -Path $qcow).ExitCode | Should -Be 0
+    }
+}
+
+Describe 'New-QcowPartitionTable -Style Mbr with logical partitions, as sfdisk lays them out' -Skip:$SkipGuest {
+    BeforeAll {
+        Assert-GuestTools -Name $GuestTools
+        $dir = New-QcowTestFolder
+
+        # The same request made of sfdisk on a twin disk: three primary partitions, `,,E` (an extended
+        # partition over the rest), then the logical ones; sizes in sectors, types in hex. This is the
+        # layout we mean to write.
+        function New-SfdiskTwin([string]$Name, [string]$Size, [object[]]$Request) {
+            $twin = New-RawDisk $dir $Name $Size
+            $script = [Collections.Generic.List[string]]::new()
+            $script.Add('label: dos')
+            for ($i = 0; $i -lt $Request.Count; $i++) {
+                if ($i -eq 3) { $script.Add(',,E') }
+                $sectors = if ($Request[$i].Size) { [long]$Request[$i].Size / 512 } else { '' }
+                $script.Add(",$sectors,$($Request[$i].Hex)")
+            }
+            Invoke-GuestTool sfdisk '-q', $twin -InputText ($script -join "`n") | Out-Null
+            $twin
+        }
+
+        # The -Partition hashtables of a request: its Size and Type, without the test's Hex column.
+        function ConvertTo-PartitionArgument([object[]]$Request) {
+            foreach ($r in $Request) {
+                $h = @{}
+                if ($r.Size) { $h.Size = $r.Size }
+                if ($r.Type) { $h.Type = $r.Type }
+                $h
+            }
+        }
+
+        # Number, start, size and type of each partition as sfdisk --json lists it, one line each.
+        function Get-SfdiskLines([string]$RawPath) {
+            foreach ($e in (Get-SfdiskTable $RawPath).partitions) {
+                '{0} start={1} size={2} type={3}' -f ($e.node -replace '^.*\D(\d+)$', '$1'), $e.start, $e.size, $e.type
+            }
+        }
+
+        # The byte offsets (0-based) at which two files differ, as cmp -l lists them.
+        function Get-DifferingOffsets([string]$A, [string]$B) {
+            $out = Invoke-GuestTool cmp '-l', $A, $B -SuccessCode 0, 1
+            foreach ($line in $out -split "`n") { if ($line -match '^\s*(\d+)\s') { [long]$Matches[1] - 1 } }
+        }
+
+        # The request's partitions written by New-QcowPartitionTable and by sfdisk agree everywhere.
+        function Assert-AsSfdisk([string]$Name, [string]$Size, [object[]]$Request) {
+            $raw = New-RawDisk $dir "$Name.raw" $Size
+            $p = @(New-QcowPartitionTable -LiteralPath $raw -Format Raw -Style Mbr -Partition @(ConvertTo-PartitionArgument $Request) -WarningVariable w)
+            $w | Should -BeNullOrEmpty
+            $twin = New-SfdiskTwin "$Name-sfdisk.raw" $Size $Request
+
+            # The numbers: 1-3 primary, 4 the extended partition to the end of the disk, 5.. the logical ones.
+            $logicals = $Request.Count - 3
+            $p.Count | Should -Be ($Request.Count + 1)
+            $p.Number | Should -Be @(1..3 + 4 + (5..(4 + $logicals)))
+            $p.Kind | Should -Be @(@('Primary') * 3 + 'Extended' + @(@('Logical') * $logicals))
+            $p[3].TypeId | Should -Be '05'
+            $p[3].Offset + $p[3].Size | Should -Be (Get-Item -LiteralPath $raw).Length
+            $data = @($p | Where-Object Kind -ne 'Extended')
+            for ($i = 0; $i -lt $Request.Count; $i++) {
+                [Convert]::ToInt32($data[$i].TypeId, 16) | Should -Be ([Convert]::ToInt32($Request[$i].Hex, 16))
+                if ($Request[$i].Size) { $data[$i].Size | Should -Be $Request[$i].Size }
+                $data[$i].Offset % 1MB | Should -Be 0
+            }
+
+            # sfdisk lists the same table on both disks, and the files differ only in the random disk identifier.
+            Get-SfdiskLines $raw | Should -Be @(Get-SfdiskLines $twin)
+            $differ = @(Get-DifferingOffsets $raw $twin)
+            $differ | Where-Object { $_ -lt 440 -or $_ -gt 443 } | Should -BeNullOrEmpty -Because 'only the disk identifier (bytes 440-443) is random'
+
+            Assert-ToolsAgree $raw $p 'dos'
+            $verify = Invoke-GuestTool sfdisk '--verify', $raw
+            $verify | Should -Match 'No errors detected'
+            $verify | Should -Not -Match 'warning|overlap|not aligned|exceeds'
+            (Invoke-GuestTool fdisk '-l', $raw) | Should -Not -Match 'warning|does not start on physical sector boundary|overlap'
+
+            $read = @(Get-QcowPartition -LiteralPath $raw -Format Raw -WarningVariable rw)
+            $rw | Should -BeNullOrEmpty
+            ($read | ForEach-Object { '{0} {1} {2} {3} {4}' -f $_.Number, $_.Kind, $_.TypeId, $_.Offset, $_.Size }) |
+                Should -Be @($p | ForEach-Object { '{0} {1} {2} {3} {4}' -f $_.Number, $_.Kind, $_.TypeId, $_.Offset, $_.Size })
+            , $p
+        }
+    }
+    AfterAll { Remove-QcowTestFolder $dir }
+
+    It 'five partitions, the last taking the rest of the disk: three primary, one logical of a given size and one to the end' {
+        $p = Assert-AsSfdisk 'five' '512M' @(
+            @{ Size = 100MB; Hex = '83' }, @{ Size = 200MB; Type = 'Linux swap / Solaris'; Hex = '82' }, @{ Size = 100MB; Type = '07'; Hex = '07' },
+            @{ Size = 50MB; Type = '0x0c'; Hex = '0c' }, @{ Hex = '83' })
+        # Spelled out once: the extended partition follows partition 3, each logical one lies 1 MiB past its EBR.
+        $p[3].Offset | Should -Be (1MB + 400MB)
+        $p[4].Offset | Should -Be (1MB + 400MB + 1MB)
+        $p[5].Offset | Should -Be (1MB + 400MB + 1MB + 50MB + 1MB)
+        $p[5].Offset + $p[5].Size | Should -Be 512MB -Because 'the last partition takes the rest of the disk'
+    }
+
+    It 'six partitions with sizes off the 1 MiB grid and the last one sized: each EBR on the next 1 MiB boundary, the extended partition still to the end' {
+        $p = Assert-AsSfdisk 'six' '256M' @(
+            @{ Size = 100MB + 512; Hex = '83' }, @{ Size = 1MB; Type = 'ef'; Hex = 'ef' }, @{ Size = 20MB; Type = '8e'; Hex = '8e' },
+            @{ Size = 30MB - 512; Type = '82'; Hex = '82' }, @{ Size = 1MB + 1536; Type = '0b'; Hex = '0b' }, @{ Size = 64MB; Type = 'fd'; Hex = 'fd' })
+        $p[-1].Offset + $p[-1].Size | Should -BeLessThan 256MB
+    }
+
+    It 'nine partitions, six of them logical, the last taking the rest' {
+        $request = @(1..8 | ForEach-Object { @{ Size = $_ * 10MB; Type = @('83', '82', '07', '0c', '8e', 'fd', '0e', 'a5')[$_ - 1]; Hex = @('83', '82', '07', '0c', '8e', 'fd', '0e', 'a5')[$_ - 1] } }) + @(@{ Hex = '83' })
+        $p = Assert-AsSfdisk 'nine' '512M' $request
+        $p[-1].Number | Should -Be 10
+        $p[-1].Offset + $p[-1].Size | Should -Be 512MB
+    }
+
+    It 'fifty-nine partitions, the most fdisk and sfdisk make (numbers up to 60)' {
+        $request = @(1..58 | ForEach-Object { @{ Size = 2MB; Hex = '83' } }) + @(@{ Hex = '83' })
+        $p = Assert-AsSfdisk 'fiftynine' '256M' $request
+        $p[-1].Number | Should -Be 60
+    }
+
+    It '-WhatIf writes nothing, byte-identical, on a blank disk and with -Force on a partitioned one' {
+        $raw = New-RawDisk $dir 'whatif.raw' '256M'
+        $request = 1..9 | ForEach-Object { @{ Size = '10M' } }
+        $hash = (Get-FileHash -LiteralPath $raw).Hash
+        New-QcowPartitionTable -LiteralPath $raw -Format Raw -Style Mbr -Partition $request -WhatIf | Should -BeNullOrEmpty
+        (Get-FileHash -LiteralPath $raw).Hash | Should -Be $hash
+        New-QcowPartitionTable -LiteralPath $raw -Format Raw -Style Mbr -Partition @{ Size = '10M' }, @{ Size = '10M' } | Out-Null
+        $hash = (Get-FileHash -LiteralPath $raw).Hash
+        New-QcowPartitionTable -LiteralPath $raw -Format Raw -Style Mbr -Partition $request -Force -WhatIf | Should -BeNullOrEmpty
+        (Get-FileHash -LiteralPath $raw).Hash | Should -Be $hash
+    }
+
+    It 'refuses a logical partition that fits only without its EBR, and one past 2 TiB, naming it and changing nothing' {
+        $raw = New-RawDisk $dir 'nofit.raw' '1G'
+        $before = Get-DiskFingerprint $raw
+        # After 1 MiB + 3 x 100 MiB, 1 GiB - 301 MiB is left: enough for a primary partition, 1 MiB short for a logical one.
+        $e = $null
+        New-QcowPartitionTable -LiteralPath $raw -Format Raw -Style Mbr -Partition @(
+            @{ Size = '100M' }, @{ Size = '100M' }, @{ Size = '100M' }, @{ Size = 1GB - 301MB }, @{ Size = '1M' }) -ErrorVariable e -ErrorAction SilentlyContinue |
+            Should -BeNullOrEmpty
+        $e[0].FullyQualifiedErrorId | Should -Match '^QcowPS\.InvalidArgument'
+        "$($e[0])" | Should -Match "Partition 4 \(logical partition 5\) of $(1GB - 301MB) bytes does not fit"
+        Get-DiskFingerprint $raw | Should -Be $before
+
+        $big = New-RawDisk $dir 'big-logical.raw' '3T'
+        $before = Get-DiskFingerprint $big
+        New-QcowPartitionTable -LiteralPath $big -Format Raw -Style Mbr -Partition (@(1..4 | ForEach-Object { @{ Size = '1G' } }) + @(@{})) -ErrorVariable e -ErrorAction SilentlyContinue |
+            Should -BeNullOrEmpty
+        "$($e[0])" | Should -Match '2 TiB.*Partition 5 \(logical partition 6\) would end.*-Style Gpt'
+        Get-DiskFingerprint $big | Should -Be $before
+    }
+
+    It 'on a disk past 2 TiB, logical partitions below 2 TiB are written and the extended partition ends at 2 TiB' {
+        $big = New-RawDisk $dir 'big-sized.raw' '3T'
+        $p = @(New-QcowPartitionTable -LiteralPath $big -Format Raw -Style Mbr -Partition @(1..5 | ForEach-Object { @{ Size = '1G' } }))
+        $p[3].Kind | Should -Be 'Extended'
+        $p[3].Offset + $p[3].Size | Should -Be 2TB
+        $p[-1].Number | Should -Be 6
+        Assert-ToolsAgree $big $p 'dos'
+        @(Get-QcowPartition -LiteralPath $big -Format Raw).Count | Should -Be 6
     }
 }
 

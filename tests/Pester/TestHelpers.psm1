@@ -790,7 +790,27 @@ function ConvertTo-BitmapRunText {
     $merged | ForEach-Object { "$($_.Offset)+$($_.Length) $(if ($_.Dirty) { 'dirty' } else { 'clean' })" }
 }
 
-Export-ModuleMember -Function 'Get-QemuBitmapInfo', 'Get-QemuBitmapMap', 'ConvertTo-BitmapRunText'
+function New-BitmapTestImage {
+    <#
+        The image the bitmap-changing cmdlets' tests (Remove-, Clear-, Enable-, Disable-QcowBitmap) start
+        from: a 2 MiB qcow2 in Folder with bitmap b0 (added by qemu-img) that recorded a 4 KiB write by
+        qemu-io at 64 KiB; -Before then runs on its path (e.g. to disable b0). Returns the path.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [Parameter(Mandatory, Position = 0)][string]$Folder,
+        [Parameter(Mandatory, Position = 1)][string]$Name,
+        [scriptblock]$Before
+    )
+    $img = New-QemuImage -Path (Join-Path $Folder $Name) -Size 2M
+    Invoke-QemuImg 'bitmap', '--add', $img, 'b0' | Out-Null
+    Invoke-QemuIo $img 'write -P 1 64k 4k'
+    if ($Before) { & $Before $img }
+    $img
+}
+
+Export-ModuleMember -Function 'Get-QemuBitmapInfo', 'Get-QemuBitmapMap', 'ConvertTo-BitmapRunText', 'New-BitmapTestImage'
 
 # --- Guest tools: partitioning and file-system oracles (sgdisk, sfdisk, mke2fs, debugfs, mtools, ...) ---
 

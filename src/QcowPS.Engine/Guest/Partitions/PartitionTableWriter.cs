@@ -14,7 +14,7 @@ namespace QcowPS.Engine.Guest.Partitions
         private const int Sector = MbrReader.SectorSize;
         /// <summary>Partitions start on 1 MiB boundaries, as parted, sgdisk and Windows place them.</summary>
         public const long Alignment = 1 << 20;
-        private const long AlignmentSectors = Alignment / Sector;
+        internal const long AlignmentSectors = Alignment / Sector;
 
         /// <summary>
         /// Why the disk must not be partitioned without -Force (it has a partition table, or a file
@@ -46,8 +46,8 @@ namespace QcowPS.Engine.Guest.Partitions
             long lastUsable = gpt ? GptWriter.LastUsableLba(sectors) : sectors - 1;
             if (sectors < AlignmentSectors + (gpt ? GptWriter.TableSectors + 1 : 0) + 1 || lastUsable < AlignmentSectors)
                 throw Argument(path, $"The disk of {diskLength} bytes is too small for a {style} partition table with a partition aligned to 1 MiB");
-            if (!gpt && specs.Count > MbrWriter.MaxPrimaryPartitions)
-                throw Argument(path, $"An MBR holds at most {MbrWriter.MaxPrimaryPartitions} primary partitions ({specs.Count} were given); QcowPS does not write logical partitions: use -Style Gpt");
+            if (!gpt && specs.Count > MbrWriter.MaxPartitions)
+                throw Argument(path, $"An MBR holds at most {MbrWriter.MaxPartitions} partitions ({MbrWriter.PrimariesBesideExtended} primary and {MbrWriter.MaxPartitions - MbrWriter.PrimariesBesideExtended} logical, numbered up to {MbrWriter.MaxPartitionNumber} as fdisk and sfdisk allow); {specs.Count} were given: use -Style Gpt");
             if (gpt && specs.Count > GptWriter.EntryCount)
                 throw Argument(path, $"A GPT written by QcowPS holds at most {GptWriter.EntryCount} partitions ({specs.Count} were given)");
 
@@ -56,13 +56,16 @@ namespace QcowPS.Engine.Guest.Partitions
             for (int i = 0; i < specs.Count; i++)
             {
                 var spec = specs[i];
-                int number = i + 1;
+                bool logical = !gpt && MbrWriter.IsLogical(i, specs.Count);
+                // The name the user's i-th hashtable goes by: its place in the list, and the number a logical partition gets (5, 6, ...).
+                string label = logical ? $"Partition {i + 1} (logical partition {MbrWriter.LogicalNumber(i)})" : $"Partition {i + 1}";
+                if (logical) next = MbrWriter.LogicalStartAfterEbr(next);
                 if (next > lastUsable)
-                    throw Argument(path, $"Partition {number} does not fit: the disk's usable sectors end at {lastUsable} and it would start at sector {next}");
+                    throw Argument(path, $"{label} does not fit: the disk's usable sectors end at {lastUsable} and it would start at sector {next}");
                 long count;
                 if (spec.Size == null)
                 {
-                    if (i != specs.Count - 1) throw Argument(path, $"Partition {number} has no Size: only the last partition may take the rest of the disk");
+                    if (i != specs.Count - 1) throw Argument(path, $"{label} has no Size: only the last partition may take the rest of the disk");
                     // The rest of the disk, ending on a 1 MiB boundary (whole MiB partitions suit file systems and image clusters).
                     long end = AlignDown(lastUsable + 1);
                     count = end > next ? end - next : lastUsable + 1 - next;
@@ -70,14 +73,14 @@ namespace QcowPS.Engine.Guest.Partitions
                 else
                 {
                     long size = spec.Size.Value;
-                    if (size <= 0 || size % Sector != 0) throw Argument(path, $"Partition {number}: Size {size} is not a positive multiple of {Sector} bytes");
+                    if (size <= 0 || size % Sector != 0) throw Argument(path, $"{label}: Size {size} is not a positive multiple of {Sector} bytes");
                     count = size / Sector;
                     if (count > lastUsable + 1 - next)
-                        throw Argument(path, $"Partition {number} of {size} bytes does not fit: {(lastUsable + 1 - next) * Sector} bytes are left from offset {next * Sector}");
+                        throw Argument(path, $"{label} of {size} bytes does not fit: {(lastUsable + 1 - next) * Sector} bytes are left from offset {next * Sector}");
                 }
                 if (!gpt && (next + count > MbrWriter.MaxSectors))
-                    throw Argument(path, $"MBR partitions cannot reach past 2 TiB ({MbrWriter.MaxSectors} sectors of 512 bytes); partition {number} would end at byte {(next + count) * Sector} of this {diskLength}-byte disk: use -Style Gpt");
-                CheckTypeAndName(spec, gpt, number, path);
+                    throw Argument(path, $"MBR partitions cannot reach past 2 TiB ({MbrWriter.MaxSectors} sectors of 512 bytes), and {label} would end at byte {(next + count) * Sector} of this {diskLength}-byte disk: use -Style Gpt");
+                CheckTypeAndName(spec, gpt, label, path);
                 layout.Add((next, count, spec));
                 next = AlignUp(next + count);
             }
@@ -100,20 +103,20 @@ namespace QcowPS.Engine.Guest.Partitions
             throw Argument(path, $"Partition table style '{style}' is not Gpt or Mbr");
         }
 
-        private static void CheckTypeAndName(PartitionSpec spec, bool gpt, int number, string path)
+        private static void CheckTypeAndName(PartitionSpec spec, bool gpt, string label, string path)
         {
             if (spec.Type != null)
             {
                 bool known = gpt ? PartitionTypes.GptTypeFrom(spec.Type) != null : PartitionTypes.MbrTypeFrom(spec.Type) != null;
-                if (!known) throw Argument(path, $"Partition {number}: Type '{spec.Type}' is not {(gpt ? "a GPT type GUID or a known GPT type name" : "an MBR type byte (hex) or a known MBR type name")}");
+                if (!known) throw Argument(path, $"{label}: Type '{spec.Type}' is not {(gpt ? "a GPT type GUID or a known GPT type name" : "an MBR type byte (hex) or a known MBR type name")}");
                 if (!gpt && (PartitionTypes.IsExtended(PartitionTypes.MbrTypeFrom(spec.Type).Value) || PartitionTypes.MbrTypeFrom(spec.Type) == 0 || PartitionTypes.MbrTypeFrom(spec.Type) == PartitionTypes.GptProtective))
-                    throw Argument(path, $"Partition {number}: MBR type {spec.Type} (empty, extended or GPT protective) cannot be given to a partition");
+                    throw Argument(path, $"{label}: MBR type {spec.Type} (empty, extended or GPT protective) cannot be given to a partition");
             }
             if (spec.Name != null)
             {
-                if (!gpt) throw Argument(path, $"Partition {number}: MBR partitions have no Name");
+                if (!gpt) throw Argument(path, $"{label}: MBR partitions have no Name");
                 if (Encoding.Unicode.GetByteCount(spec.Name) > GptHeader.EntryNameBytes)
-                    throw Argument(path, $"Partition {number}: Name '{spec.Name}' is longer than a GPT name's 36 UTF-16 code units");
+                    throw Argument(path, $"{label}: Name '{spec.Name}' is longer than a GPT name's 36 UTF-16 code units");
             }
         }
 

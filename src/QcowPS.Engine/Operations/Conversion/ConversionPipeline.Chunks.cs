@@ -65,7 +65,7 @@ namespace QcowPS.Engine.Operations.Conversion
                     {
                         // Read even when the kernel will copy it: all-zero blocks are found in the buffer.
                         source.Read(pos, chunk.Data, at, n);
-                        var file = kernelCopy && e.Type == ClusterType.Normal ? e.Layer.StoredDataFile : null;
+                        var file = kernelCopy ? e.StoredFile : null;
                         if (file != null)
                             (chunk.Stored ?? (chunk.Stored = new List<StoredRun>())).Add(new StoredRun { At = at, Length = n, File = file, HostOffset = e.HostOffset });
                     }
