@@ -19,12 +19,13 @@ try {
     New-QcowImage fast.qcow2 '4G' -CompressionType Zstd -LazyRefcounts | Format-Table
     New-QcowImage huge.qcow2 -Size 1024PB -ClusterSize 2MB | Format-Table Name, VirtualSize, FileSize
 
-    Step 'Write-QcowBlock: data from a byte array, from a file, and zeros'
+    Step 'Write-QcowBlock: data from a byte array, from a file, zeros, and a discard'
     $text = [Text.Encoding]::ASCII.GetBytes('Hello from QcowPS! ' * 1000)
     Write-QcowBlock base.qcow2 -Offset 1MB -Data $text
     [IO.File]::WriteAllBytes((Join-Path $work 'payload.bin'), [byte[]](1..255) * 800)
     Write-QcowBlock base.qcow2 -Offset 8MB -InputFile payload.bin -PassThru | Select-Object -First 2 | Format-Table
     Write-QcowBlock base.qcow2 -Offset 1MB -Zero -Length 4KB
+    Write-QcowBlock base.qcow2 -Offset 8MB -Discard -Length 64KB   # like qemu-io -c 'discard 8M 64k'
 
     Step 'Get-QcowInfo: the inventory, as objects (sorted, filtered, exported)'
     Get-ChildItem *.qcow2 | Get-QcowInfo | Sort-Object VirtualSize | Format-Table

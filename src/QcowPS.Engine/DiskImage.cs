@@ -63,7 +63,7 @@ namespace QcowPS.Engine
                 // A copy: the caller's options may be reused for other URIs.
                 nbd = new Nbd.NbdClientOptions
                 {
-                    Timeout = nbd.Timeout, Writable = nbd.Writable, MaxInFlight = nbd.MaxInFlight, TlsCertificates = nbd.TlsCertificates,
+                    Timeout = nbd.Timeout, Writable = nbd.Writable, MaxInFlight = nbd.MaxInFlight, TlsCertificates = nbd.TlsCertificates, Connections = nbd.Connections,
                     ExtraContexts = new List<string>(nbd.ExtraContexts),
                 };
                 foreach (var name in options.Bitmaps) nbd.ExtraContexts.Add(Nbd.NbdProtocol.ContextQemuDirtyBitmapPrefix + name);

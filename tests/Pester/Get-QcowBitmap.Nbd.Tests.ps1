@@ -20,30 +20,9 @@ BeforeAll {
     Import-QcowPSModule | Out-Null
     $ProgressPreference = 'SilentlyContinue'
 
-    function Start-QemuNbdBitmap {
-        <# qemu-nbd -r -B NAME on a new Unix socket in $Folder; the process and the URI. Stop it with Stop-QemuNbdBitmap. #>
-        param([string]$Image, [string]$Bitmap, [string]$Folder)
-        $command = Get-Command qemu-nbd -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
-        if (-not $command) { throw 'qemu-nbd is not installed (apt-get install qemu-utils; .ci/run does)' }
-        $socket = Join-Path $Folder ('qemu-nbd-' + [Guid]::NewGuid().ToString('N').Substring(0, 6) + '.sock')
-        $info = [Diagnostics.ProcessStartInfo]::new($command.Source)
-        $info.UseShellExecute = $false
-        $info.RedirectStandardError = $true
-        $info.RedirectStandardOutput = $true
-        foreach ($a in '-k', $socket, '-r', '-t', '-e', '0', '-f', 'qcow2', '-B', $Bitmap, $Image) { $info.ArgumentList.Add($a) }
-        $process = [Diagnostics.Process]::Start($info)
-        $deadline = [DateTime]::UtcNow.AddSeconds(20)
-        while (-not (Test-Path -LiteralPath $socket)) {
-            if ($process.HasExited) { throw "qemu-nbd exited: $($process.StandardError.ReadToEnd())" }
-            if ([DateTime]::UtcNow -gt $deadline) { $process.Kill(); throw "qemu-nbd did not create $socket" }
-            Start-Sleep -Milliseconds 20
-        }
-        [pscustomobject]@{ Process = $process; Uri = "nbd+unix:///?socket=$socket" }
-    }
-
-    function Stop-QemuNbdBitmap {
-        param($Peer)
-        if ($Peer -and -not $Peer.Process.HasExited) { $Peer.Process.Kill(); $null = $Peer.Process.WaitForExit(10000) }
+    function Start-QemuNbdBitmap([string]$Image, [string]$Bitmap, [string]$Folder) {
+        <# qemu-nbd -r -B NAME on a new Unix socket in $Folder (Start-NbdPeer); stop it with Stop-NbdPeer. #>
+        Start-NbdPeer -Tool qemu-nbd -Folder $Folder -SocketArgument '-k' -Arguments '-r', '-t', '-e', '0', '-f', 'qcow2', '-B', $Bitmap, $Image
     }
 
     function Get-StoredRuns([string]$Image) {
@@ -84,7 +63,7 @@ Describe 'Persistent bitmaps over NBD' -Skip:$SkipNbd {
             $runs[0].Name | Should -Be 'b1'
             ConvertTo-BitmapRunText $runs | Should -Be $expected
             @($runs | Where-Object Dirty).Count | Should -Be 3
-        } finally { Stop-QemuNbdBitmap $peer }
+        } finally { Stop-NbdPeer $peer }
     }
 
     It 'lists the bitmaps the export offers, with what NBD cannot say left empty' {
@@ -99,7 +78,7 @@ Describe 'Persistent bitmaps over NBD' -Skip:$SkipNbd {
             (Get-QcowBitmap $peer.Uri | Out-String -Width 200) | Should -Match 'b2'
             Get-QcowBitmap $peer.Uri -Name 'b1' -ErrorVariable err -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
             $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.BitmapNotFound*'
-        } finally { Stop-QemuNbdBitmap $peer }
+        } finally { Stop-NbdPeer $peer }
     }
 
     It 'Convert-QcowImage -Bitmap from an export that does not offer it is QcowPS.BitmapNotFound, nothing written' {
@@ -111,7 +90,7 @@ Describe 'Persistent bitmaps over NBD' -Skip:$SkipNbd {
             Convert-QcowImage $peer.Uri -Destination $inc -Bitmap 'b1' -BackingFile $full -ErrorVariable err -ErrorAction SilentlyContinue | Out-Null
             $err[0].FullyQualifiedErrorId | Should -BeLike 'QcowPS.BitmapNotFound*'
             $inc | Should -Not -Exist
-        } finally { Stop-QemuNbdBitmap $peer }
+        } finally { Stop-NbdPeer $peer }
     }
 
     It 'our own server offers the bitmaps: Get-QcowBitmap -Extent through it equals the file' {
@@ -154,7 +133,7 @@ Describe 'Incremental backup from an NBD export' -Skip:$SkipNbd {
             if ($Server -eq 'qemu-nbd -B') {
                 $peer = Start-QemuNbdBitmap -Image $vm -Bitmap 'backup' -Folder $dir
                 try { Convert-QcowImage $peer.Uri -Destination $increment -Bitmap 'backup' -BackingFile $previous -ErrorAction Stop | Out-Null }
-                finally { Stop-QemuNbdBitmap $peer }
+                finally { Stop-NbdPeer $peer }
             } else {
                 $server = Start-QcowNbdServer -LiteralPath $vm -ReadOnly -Socket (Join-Path $dir "$tag-$round.sock") -ErrorAction Stop
                 try {

@@ -19,32 +19,6 @@ BeforeAll {
     Import-Module "$PSScriptRoot/TestHelpers.psm1" -Force
     $QcowModule = Import-QcowPSModule
     $ProgressPreference = 'SilentlyContinue'
-
-    function Start-NbdPeer {
-        <# Starts qemu-nbd or nbdkit on a new Unix socket in $Folder; returns the process and the URI. #>
-        param([string]$Tool, [string]$Folder, [string[]]$Arguments, [string]$SocketArgument)
-        $command = Get-Command $Tool -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
-        if (-not $command) { throw "$Tool is not installed (apt-get install qemu-utils nbdkit; .ci/run does)" }
-        $socket = Join-Path $Folder ("$Tool-" + [Guid]::NewGuid().ToString('N').Substring(0, 6) + '.sock')
-        $info = [Diagnostics.ProcessStartInfo]::new($command.Source)
-        $info.UseShellExecute = $false
-        $info.RedirectStandardError = $true
-        $info.RedirectStandardOutput = $true
-        foreach ($a in @($SocketArgument, $socket) + $Arguments) { $info.ArgumentList.Add($a) }
-        $process = [Diagnostics.Process]::Start($info)
-        $deadline = [DateTime]::UtcNow.AddSeconds(20)
-        while (-not (Test-Path -LiteralPath $socket)) {
-            if ($process.HasExited) { throw "$Tool exited: $($process.StandardError.ReadToEnd())" }
-            if ([DateTime]::UtcNow -gt $deadline) { $process.Kill(); throw "$Tool did not create $socket" }
-            Start-Sleep -Milliseconds 20
-        }
-        [pscustomobject]@{ Process = $process; Uri = "nbd+unix:///?socket=$socket" }
-    }
-
-    function Stop-NbdPeer {
-        param($Peer)
-        if ($Peer -and -not $Peer.Process.HasExited) { $Peer.Process.Kill(); $null = $Peer.Process.WaitForExit(10000) }
-    }
 }
 
 Describe 'NBD URIs as image arguments' -Skip:$SkipNbd {

@@ -927,3 +927,73 @@ function Get-QemuDataBytes {
 Export-ModuleMember -Function @(
     'Get-GuestToolProblem', 'Test-SkipWithoutGuestTools', 'Assert-GuestTools', 'Assert-GuestToolsInIt', 'Invoke-GuestTool', 'Copy-FileRange', 'Get-QemuDataBytes'
 )
+
+function Start-NbdPeer {
+    <#
+        Starts an NBD server (qemu-nbd or nbdkit) on a new Unix socket in $Folder: $SocketArgument names
+        the socket option ('-k' for qemu-nbd, '-U' for nbdkit), $Arguments the rest. Returns the process
+        and the nbd+unix URI (nbds+unix with -Tls). A missing tool throws (never skips); stop the server
+        with Stop-NbdPeer in a finally or AfterAll.
+    #>
+    param([Parameter(Mandatory)][string]$Tool, [Parameter(Mandatory)][string]$Folder, [string[]]$Arguments,
+        [Parameter(Mandatory)][string]$SocketArgument, [switch]$Tls, [string]$Query)
+    $command = Get-Command $Tool -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+    if (-not $command) { throw "$Tool is not installed (apt-get install qemu-utils nbdkit; .ci/run does)" }
+    $socket = Join-Path $Folder ("$Tool-" + [Guid]::NewGuid().ToString('N').Substring(0, 6) + '.sock')
+    $info = [Diagnostics.ProcessStartInfo]::new($command.Source)
+    $info.UseShellExecute = $false
+    $info.RedirectStandardError = $true
+    $info.RedirectStandardOutput = $true
+    foreach ($a in @($SocketArgument, $socket) + $Arguments) { $info.ArgumentList.Add($a) }
+    $process = [Diagnostics.Process]::Start($info)
+    # Drained as they come, so a chatty server (nbdkit -v, a log filter to stderr) never blocks on a full pipe.
+    $stderr = $process.StandardError.ReadToEndAsync()
+    $null = $process.StandardOutput.ReadToEndAsync()
+    $deadline = [DateTime]::UtcNow.AddSeconds(20)
+    while (-not (Test-Path -LiteralPath $socket)) {
+        if ($process.HasExited) { throw "$Tool exited: $($stderr.GetAwaiter().GetResult())" }
+        if ([DateTime]::UtcNow -gt $deadline) { $process.Kill(); throw "$Tool did not create $socket" }
+        Start-Sleep -Milliseconds 20
+    }
+    $scheme = if ($Tls) { 'nbds+unix' } else { 'nbd+unix' }
+    $extra = if ($Query) { "&$Query" } else { '' }
+    [pscustomobject]@{ Process = $process; Socket = $socket; Uri = "${scheme}:///?socket=$socket$extra"; StandardError = $stderr }
+}
+
+function Stop-NbdPeer {
+    <# Stops a server Start-NbdPeer started (nothing when it has exited already or was never started). #>
+    param($Peer)
+    if ($Peer -and -not $Peer.Process.HasExited) { $Peer.Process.Kill(); $null = $Peer.Process.WaitForExit(10000) }
+}
+
+Export-ModuleMember -Function 'Start-NbdPeer', 'Stop-NbdPeer'
+
+function New-NbdTestCertificates {
+    <#
+        X.509 material made with openssl in $Folder, in QEMU's tls-creds-x509 layout: Server (ca-cert.pem,
+        server-cert.pem, server-key.pem, for localhost), Client (ca-cert.pem of the same CA, for a client)
+        and WrongCa (a ca-cert.pem of another CA). Returns the three folders. openssl missing throws.
+    #>
+    param([Parameter(Mandatory)][string]$Folder)
+    if (-not (Get-Command openssl -CommandType Application -ErrorAction Ignore)) { throw 'openssl is missing (apt-get install openssl)' }
+    $names = 'server', 'client', 'wrong-ca', 'keys'
+    foreach ($n in $names) { New-Item -ItemType Directory -Path (Join-Path $Folder $n) -Force | Out-Null }
+    $keys = Join-Path $Folder 'keys'
+    function Run { $out = & openssl @args 2>&1; if ($LASTEXITCODE) { throw "openssl $($args -join ' ') failed: $out" } }
+    foreach ($ca in @(@{ Name = 'good'; Dir = Join-Path $Folder 'client' }, @{ Name = 'wrong'; Dir = Join-Path $Folder 'wrong-ca' })) {
+        Run req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=QcowPS $($ca.Name) CA" `
+            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' `
+            -keyout (Join-Path $keys "$($ca.Name)-key.pem") -out (Join-Path $ca.Dir 'ca-cert.pem')
+    }
+    $server = Join-Path $Folder 'server'
+    Copy-Item (Join-Path $Folder 'client/ca-cert.pem') (Join-Path $server 'ca-cert.pem')
+    $ext = Join-Path $keys 'server.ext'
+    Set-Content -LiteralPath $ext -Value "subjectAltName=DNS:localhost,IP:127.0.0.1`nextendedKeyUsage=serverAuth"
+    Run req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj '/CN=localhost' `
+        -keyout (Join-Path $server 'server-key.pem') -out (Join-Path $keys 'server.csr')
+    Run x509 -req -in (Join-Path $keys 'server.csr') -CA (Join-Path $server 'ca-cert.pem') -CAkey (Join-Path $keys 'good-key.pem') `
+        -CAcreateserial -days 2 -extfile $ext -out (Join-Path $server 'server-cert.pem')
+    [pscustomobject]@{ Server = $server; Client = Join-Path $Folder 'client'; WrongCa = Join-Path $Folder 'wrong-ca' }
+}
+
+Export-ModuleMember -Function 'New-NbdTestCertificates'

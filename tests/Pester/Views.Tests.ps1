@@ -73,4 +73,19 @@ Describe 'Default format views' -Skip:$SkipImages {
         $text | Should -Match '(?m)^Path\s+:'
         (& $Run $img | Format-List * | Out-String -Width 120) | Should -Match "(?m)^$Property\s+:"
     }
+
+    It 'the bitmap views name an NBD export by scheme, export and socket file, within 120 columns; a file by its name' {
+        $long = '/tmp/' + ('deep-folder/' * 8) + 'qemu-nbd.sock'
+        $uri = "nbds+unix:///vm-disk?socket=$long&tls-certificates=/etc/pki/qemu/clients/backup-host"
+        $bitmap = [QcowPS.QcowBitmap]@{ Path = $uri; Name = 'b1'; DirtyBytes = 1MB }
+        $extent = [QcowPS.QcowBitmapExtent]@{ Path = $uri; Name = 'b1'; Offset = 0; Length = 1MB; Dirty = $true }
+        foreach ($o in $bitmap, $extent) {
+            $text = $o | Out-String -Width 120
+            (Get-TextLineStats $text).MaxLength | Should -BeLessOrEqual 120
+            $text | Should -Match ([regex]::Escape('nbds+unix:///vm-disk?socket=qemu-nbd.sock'))
+        }
+        $bitmap.Path = '/var/lib/images/vm [1].qcow2'
+        $bitmap | Out-String -Width 120 | Should -Match ([regex]::Escape('vm [1].qcow2'))
+        $bitmap | Out-String -Width 120 | Should -Not -Match ([regex]::Escape('/var/lib'))
+    }
 }

@@ -22,6 +22,9 @@ BeforeDiscovery {
         @{ Name = 'Write-QcowBlock -Zero'; Prep = 'plain'
             Run = { param($p, $x) Write-QcowBlock -Path $p -Offset 0 -Zero -Length 64KB @x }
             Verify = { param($p) Get-QemuIoPatternMismatch $p '0 0 64k', '0x11 64k 64k' | Should -BeNullOrEmpty } }
+        @{ Name = 'Write-QcowBlock -Discard'; Prep = 'plain'
+            Run = { param($p, $x) Write-QcowBlock -Path $p -Offset 0 -Discard -Length 64KB @x }
+            Verify = { param($p) (Get-QemuMap $p)[0].data | Should -BeFalse } }
         @{ Name = 'Write-QcowBlock -InputFile'; Prep = 'plain'
             Run = { param($p, $x) Write-QcowBlock -Path $p -Offset 1MB -InputFile (Join-Path (Split-Path $p) 'input.bin') @x }
             Verify = { param($p) Get-QemuIoPatternMismatch $p '0x55 1M 70000' | Should -BeNullOrEmpty } }

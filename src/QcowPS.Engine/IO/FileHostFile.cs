@@ -350,6 +350,41 @@ namespace QcowPS.Engine.IO
             }
         }
 
+        [DllImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+        private static extern int FAllocate(int fd, int mode, long offset, long length);
+
+        /// <summary>fallocate modes: deallocate the range, leave the file size as it is.</summary>
+        private const int FallocKeepSize = 0x01, FallocPunchHole = 0x02;
+        private bool _punchHoleUnsupported = !RuntimeInformation.IsOSPlatform(OSPlatform.Linux);
+
+        public bool TryPunchHole(long offset, long length)
+        {
+            if (_punchHoleUnsupported || length <= 0 || !CanWrite) return false;
+            lock (_gate)
+            {
+                length = Math.Min(length, _length - offset);
+                if (length <= 0) return false;
+                try
+                {
+                    while (true)
+                    {
+                        if (FAllocate(Descriptor, FallocPunchHole | FallocKeepSize, offset, length) == 0) return true;
+                        int errno = Marshal.GetLastWin32Error();
+                        if (errno == EINTR) continue;
+                        // EOPNOTSUPP (tmpfs of old kernels, FAT, ...), ENOSYS: the file system cannot; anything
+                        // else (EIO) is a real failure of this file.
+                        if (errno == EOPNOTSUPP || errno == ENOSYS) { _punchHoleUnsupported = true; return false; }
+                        throw QcowException.Io(QcowOperation.Write, Path, $"Deallocating {length} bytes at offset {offset} of '{Path}' failed: {Describe(errno)}");
+                    }
+                }
+                catch (Exception e) when (e is EntryPointNotFoundException || e is DllNotFoundException)
+                {
+                    _punchHoleUnsupported = true;
+                    return false;
+                }
+            }
+        }
+
         public void Dispose()
         {
             lock (_gate)

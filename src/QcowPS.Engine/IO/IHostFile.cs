@@ -36,6 +36,12 @@ namespace QcowPS.Engine.IO
         /// so holes read as known zeros without reading them. False when the file system cannot tell.
         /// </summary>
         bool TryFindData(long offset, out long dataStart, out long dataEnd);
+
+        /// <summary>
+        /// Deallocates a range so it reads as zeros (fallocate PUNCH_HOLE, keeping the size; the kernel
+        /// zeroes partial blocks at its ends). False, the file untouched, when the file system cannot.
+        /// </summary>
+        bool TryPunchHole(long offset, long length);
     }
 
 }

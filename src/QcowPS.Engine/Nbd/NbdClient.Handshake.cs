@@ -14,6 +14,11 @@ namespace QcowPS.Engine.Nbd
     {
         /// <summary>The files of a tls-certificates folder, named as qemu's tls-creds-x509 names them.</summary>
         private const string CaCertificateFile = "ca-cert.pem";
+        /// <summary>The client's certificate and private key in a tls-certificates folder (QEMU's tls-creds-x509 names).</summary>
+        private const string ClientCertificateFile = "client-cert.pem", ClientKeyFile = "client-key.pem";
+
+        /// <summary>The certificate presented to the server (client-cert.pem of the tls-certificates folder), or null.</summary>
+        private X509Certificate2 _clientCertificate;
 
         /// <summary>Why ValidateServerCertificate refused the server's certificate, for the error the handshake then raises.</summary>
         private string _certificateRefusal;
@@ -96,10 +101,13 @@ namespace QcowPS.Engine.Nbd
                     $"NBD server '{Server}' refused TLS ({NbdErrors.OptionErrorName(type)}{Message(payload)}), and {_uri.Scheme}:// requires it");
             if (payload.Length != 0) throw Violation($"its ACK to STARTTLS carries {payload.Length} bytes");
             var authorities = LoadCertificateAuthorities();
-            var ssl = new SslStream(_stream, false, (sender, certificate, chain, errors) => ValidateServerCertificate(certificate, errors, authorities));
+            _clientCertificate = LoadClientCertificate();
+            var clientCertificates = _clientCertificate == null ? null : new X509CertificateCollection { _clientCertificate };
+            var ssl = new SslStream(_stream, false, (sender, certificate, chain, errors) => ValidateServerCertificate(certificate, errors, authorities),
+                (sender, host, local, remote, issuers) => _clientCertificate);
             try
             {
-                ssl.AuthenticateAsClient(TlsTargetHost, null, SslProtocols.None, false);
+                ssl.AuthenticateAsClient(TlsTargetHost, clientCertificates, SslProtocols.None, false);
             }
             catch (AuthenticationException e)
             {
@@ -121,6 +129,38 @@ namespace QcowPS.Engine.Nbd
         private string TlsTargetHost => ExpectedHostname ?? "localhost";
 
         private string CertificateFolder => _uri.TlsCertificates ?? _options.TlsCertificates;
+
+        /// <summary>
+        /// The client certificate of the tls-certificates folder: client-cert.pem with its key client-key.pem
+        /// (PEM), presented to a server that asks for one (qemu-nbd's default verify-peer=on, nbdkit
+        /// --tls-verify-peer); null when the folder has neither. The engine targets netstandard2.0, which
+        /// cannot read a PEM key, so X509Certificate2.CreateFromPemFile (.NET 5 and later, which PowerShell 7
+        /// runs on) is found at run time.
+        /// </summary>
+        private X509Certificate2 LoadClientCertificate()
+        {
+            string folder = CertificateFolder;
+            if (folder == null) return null;
+            string cert = Path.Combine(folder, ClientCertificateFile), key = Path.Combine(folder, ClientKeyFile);
+            bool hasCert = File.Exists(cert), hasKey = File.Exists(key);
+            if (!hasCert && !hasKey) return null;
+            if (!hasCert || !hasKey)
+                throw new QcowException(QcowErrorKind.NotFound, hasCert ? key : cert,
+                    $"The TLS certificate folder '{folder}' of '{Server}' has {(hasCert ? ClientCertificateFile : ClientKeyFile)} but no {(hasCert ? ClientKeyFile : ClientCertificateFile)}: a client certificate needs both");
+            var load = typeof(X509Certificate2).GetMethod("CreateFromPemFile", new[] { typeof(string), typeof(string) });
+            if (load == null)
+                throw new QcowException(QcowErrorKind.Unsupported, cert,
+                    $"This .NET runtime cannot load the client certificate '{cert}' with its key '{key}' (X509Certificate2.CreateFromPemFile needs .NET 5 or later; PowerShell 7 has it)");
+            try
+            {
+                return (X509Certificate2)load.Invoke(null, new object[] { cert, key });
+            }
+            catch (System.Reflection.TargetInvocationException e) when (e.InnerException != null)
+            {
+                throw new QcowException(QcowErrorKind.InvalidArgument, cert,
+                    $"The client certificate '{cert}' with its key '{key}' cannot be loaded: {e.InnerException.Message}", e.InnerException);
+            }
+        }
 
         /// <summary>The CA certificates of the tls-certificates folder (PEM); null means the system's trust store.</summary>
         private X509Certificate2Collection LoadCertificateAuthorities()

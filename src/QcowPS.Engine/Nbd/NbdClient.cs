@@ -96,14 +96,16 @@ namespace QcowPS.Engine.Nbd
                 client.StartTransmission();
                 return client;
             }
-            catch (Exception e) when (!(e is NbdException))
+            // QcowExceptions (a certificate folder without its files) already name what is wrong: kept as they are.
+            catch (Exception e) when (!(e is QcowException))
             {
                 client.Dispose();
                 // A TLS 1.3 server that wants a client certificate ends the connection only after the TLS
                 // handshake, on the first NBD option: say so, since it is qemu-nbd's default.
-                throw client.Translate(e, client.Tls
-                    ? "during the handshake, after TLS was set up (a server that requires a client certificate, as qemu-nbd's tls-creds-x509 does unless verify-peer=off, ends the connection here; QcowPS sends none)"
-                    : "during the handshake");
+                throw client.Translate(e, !client.Tls ? "during the handshake"
+                    : client._clientCertificate == null
+                        ? "during the handshake, after TLS was set up (a server that requires a client certificate, as qemu-nbd's tls-creds-x509 does unless verify-peer=off, ends the connection here; put client-cert.pem and client-key.pem in the tls-certificates folder)"
+                        : $"during the handshake, after TLS was set up (a server that does not accept the client certificate '{client._clientCertificate.Subject}', one not signed by a CA it trusts, ends the connection here)");
             }
             catch
             {

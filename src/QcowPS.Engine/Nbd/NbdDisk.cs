@@ -19,20 +19,29 @@ namespace QcowPS.Engine.Nbd
         /// <summary>Zeroes written as data (servers without WRITE_ZEROES) go out this much at a time.</summary>
         private const int ZeroBufferLength = 1 << 20;
 
+        /// <summary>The first connection: block status, flags, sizes. Reads and writes go over all of _clients.</summary>
         private readonly NbdClient _client;
+        private readonly NbdClient[] _clients;
+        private int _nextClient;
         private readonly bool _writable;
         private readonly object _statusGate = new object();
         private readonly object _alignGate = new object();
         private long _statusStart, _statusEnd;
         private List<NbdExtent> _allocation, _depth;
 
-        private NbdDisk(NbdClient client, bool writable)
+        private NbdDisk(NbdClient[] clients, bool writable)
         {
-            _client = client;
+            _clients = clients;
+            _client = clients[0];
             _writable = writable;
         }
 
-        /// <summary>Connects to the export a URI names; a writable open of a read-only export is refused.</summary>
+        /// <summary>
+        /// Connects to the export a URI names; a writable open of a read-only export is refused. When the
+        /// server sets CAN_MULTI_CONN (its connections see each other's writes, and a flush on one covers
+        /// all), up to options.Connections connections are opened; an extra one the server refuses, or
+        /// that does not show the same export, is dropped, and the disk goes on with those it has.
+        /// </summary>
         public static NbdDisk Open(NbdUri uri, bool writable, NbdClientOptions options = null)
         {
             options = options ?? new NbdClientOptions();
@@ -42,8 +51,35 @@ namespace QcowPS.Engine.Nbd
                 client.Dispose();
                 throw new QcowException(QcowErrorKind.ReadOnly, uri.Text, $"NBD export '{uri.Text}' is read-only");
             }
-            return new NbdDisk(client, writable);
+            var clients = new List<NbdClient> { client };
+            if (client.CanMultiConn)
+            {
+                while (clients.Count < options.Connections)
+                {
+                    NbdClient extra;
+                    try { extra = NbdClient.Connect(uri, options); }
+                    catch (NbdException) { break; }  // a server with a connection limit: go on with fewer
+                    if (extra.Size != client.Size || extra.TransmissionFlags != client.TransmissionFlags || extra.MinimumBlockSize != client.MinimumBlockSize
+                        || extra.MaximumBlockSize != client.MaximumBlockSize || extra.StructuredReplies != client.StructuredReplies)
+                    {
+                        extra.Dispose();
+                        break;
+                    }
+                    clients.Add(extra);
+                }
+            }
+            return new NbdDisk(clients.ToArray(), writable);
         }
+
+        /// <summary>The connections this disk reads and writes over (several when the server allows multi-conn).</summary>
+        public int ConnectionCount => _clients.Length;
+
+        /// <summary>Bytes of data the server sent in read replies, over all connections.</summary>
+        public long BytesReceived => _clients.Sum(c => c.BytesReceived);
+
+        /// <summary>The connection for the next request: in turn, so a large read or write keeps every connection busy.</summary>
+        private NbdClient NextClient() =>
+            _clients.Length == 1 ? _client : _clients[(int)((uint)System.Threading.Interlocked.Increment(ref _nextClient) % (uint)_clients.Length)];
 
         public static NbdDisk Open(string uri, bool writable, NbdClientOptions options = null) => Open(NbdUri.Parse(uri), writable, options);
 
@@ -198,22 +234,19 @@ namespace QcowPS.Engine.Nbd
         private void ReadAligned(long offset, byte[] buffer, int index, int count)
         {
             int piece = (int)Math.Min(ReadPiece, _client.MaximumBlockSize);
-            var requests = new List<NbdClient.NbdRequest>();
+            var requests = new List<(NbdClient, NbdClient.NbdRequest)>();
             try
             {
                 for (int done = 0; done < count; done += piece)
-                    requests.Add(_client.BeginRead(offset + done, buffer, index + done, Math.Min(piece, count - done)));
+                {
+                    var client = NextClient();
+                    requests.Add((client, client.BeginRead(offset + done, buffer, index + done, Math.Min(piece, count - done))));
+                }
             }
             finally
             {
                 // Every sent request is waited for, so no reply lands in a buffer its caller has moved on from.
-                Exception first = null;
-                foreach (var r in requests)
-                {
-                    try { _client.Wait(r); }
-                    catch (Exception e) when (first == null) { first = e; }
-                }
-                if (first != null) throw first;
+                WaitAll(requests);
             }
         }
 
@@ -247,11 +280,14 @@ namespace QcowPS.Engine.Nbd
         private void WriteAligned(long offset, byte[] buffer, int index, int count)
         {
             int piece = (int)Math.Min(ReadPiece, _client.MaximumBlockSize);
-            var requests = new List<NbdClient.NbdRequest>();
+            var requests = new List<(NbdClient, NbdClient.NbdRequest)>();
             try
             {
                 for (int done = 0; done < count; done += piece)
-                    requests.Add(_client.BeginWrite(offset + done, buffer, index + done, Math.Min(piece, count - done)));
+                {
+                    var client = NextClient();
+                    requests.Add((client, client.BeginWrite(offset + done, buffer, index + done, Math.Min(piece, count - done))));
+                }
             }
             finally
             {
@@ -259,12 +295,12 @@ namespace QcowPS.Engine.Nbd
             }
         }
 
-        private void WaitAll(List<NbdClient.NbdRequest> requests)
+        private static void WaitAll(List<(NbdClient Client, NbdClient.NbdRequest Request)> requests)
         {
             Exception first = null;
             foreach (var r in requests)
             {
-                try { _client.Wait(r); }
+                try { r.Client.Wait(r.Request); }
                 catch (Exception e) when (first == null) { first = e; }
             }
             if (first != null) throw first;
@@ -286,11 +322,14 @@ namespace QcowPS.Engine.Nbd
             }
             if (start > offset) WriteZeroData(offset, start - offset);
             // One command's length is 32 bits: pieces of a power of two, so every piece stays aligned.
-            var requests = new List<NbdClient.NbdRequest>();
+            var requests = new List<(NbdClient, NbdClient.NbdRequest)>();
             try
             {
                 for (long pos = start; pos < end; pos += StatusWindow)
-                    requests.Add(_client.BeginWriteZeroes(pos, (int)Math.Min(StatusWindow, end - pos)));
+                {
+                    var client = NextClient();
+                    requests.Add((client, client.BeginWriteZeroes(pos, (int)Math.Min(StatusWindow, end - pos))));
+                }
             }
             finally
             {
@@ -320,11 +359,14 @@ namespace QcowPS.Engine.Nbd
             if (offset + length == Length) end = Length;
             if (start >= end) return;
             ForgetStatus();
-            var requests = new List<NbdClient.NbdRequest>();
+            var requests = new List<(NbdClient, NbdClient.NbdRequest)>();
             try
             {
                 for (long pos = start; pos < end; pos += StatusWindow)
-                    requests.Add(_client.BeginTrim(pos, (int)Math.Min(StatusWindow, end - pos)));
+                {
+                    var client = NextClient();
+                    requests.Add((client, client.BeginTrim(pos, (int)Math.Min(StatusWindow, end - pos))));
+                }
             }
             finally
             {
@@ -332,9 +374,11 @@ namespace QcowPS.Engine.Nbd
             }
         }
 
+        /// <summary>Flushes every connection (multi-conn promises one flush covers all; each is flushed anyway, as nbdcopy does).</summary>
         public override void Flush()
         {
-            if (_writable && _client.CanFlush) _client.Flush();
+            if (!_writable || !_client.CanFlush) return;
+            foreach (var client in _clients) client.Flush();
         }
 
         private void ThrowIfReadOnly()
@@ -342,6 +386,9 @@ namespace QcowPS.Engine.Nbd
             if (!_writable) throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
         }
 
-        protected override void Dispose(bool disposing) => _client.Dispose();
+        protected override void Dispose(bool disposing)
+        {
+            foreach (var client in _clients) client.Dispose();
+        }
     }
 }

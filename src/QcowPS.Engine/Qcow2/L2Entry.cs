@@ -9,6 +9,8 @@ namespace QcowPS.Engine.Qcow2
         public const ulong CopiedFlag = 1UL << 63;
         public const ulong CompressedFlag = 1UL << 62;
         public const ulong ZeroFlag = 1UL;
+        /// <summary>An extended L2 bitmap whose 32 "reads as zeros" bits are all set and allocation bits clear.</summary>
+        public const ulong AllSubclustersZero = 0xFFFF_FFFFUL << 32;
         public const ulong OffsetMask = 0x00FF_FFFF_FFFF_FE00UL;
         /// <summary>Bits that must be zero in a standard descriptor (1-8 and 56-61).</summary>
         public const ulong StandardReservedMask = 0x3F00_0000_0000_01FEUL;

@@ -277,7 +277,7 @@ namespace QcowPS.Engine.Qcow2
             var (table, l2Offset, l2Index, e) = EntryForWrite(clusterOffset);
             ReleaseEntry(e);
             if (Header.HasExtendedL2)
-                SetL2Entry(table, l2Offset, l2Index, 0, 0xFFFF_FFFFUL << 32);
+                SetL2Entry(table, l2Offset, l2Index, 0, L2Entry.AllSubclustersZero);
             else if (Header.Version >= 3)
                 SetL2Entry(table, l2Offset, l2Index, L2Entry.ZeroFlag, 0);
             else

@@ -60,6 +60,18 @@ namespace QcowPS.Engine.Raw
             }
         }
 
+        /// <summary>
+        /// Punches a hole over the range, as QEMU's file driver does for a discard: the range reads as
+        /// zeros and its blocks go back to the file system. Where the file system cannot, nothing happens
+        /// (a discard may be ignored; QEMU ignores it too).
+        /// </summary>
+        public override void Discard(long offset, long length)
+        {
+            CheckRange(offset, length);
+            if (!CanWrite) throw new QcowException(QcowErrorKind.ReadOnly, Path, $"'{Path}' is open read-only");
+            if (length > 0) _file.TryPunchHole(offset, length);
+        }
+
         public override void Flush() => _file.Flush();
 
         protected override void Dispose(bool disposing) => _file.Dispose();

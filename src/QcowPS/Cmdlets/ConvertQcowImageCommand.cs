@@ -2,6 +2,7 @@ using System;
 using System.Management.Automation;
 using System.Threading;
 using QcowPS.Engine;
+using QcowPS.Engine.Nbd;
 using QcowPS.Engine.Operations;
 using QcowPS.Engine.Qcow2;
 using QcowPS.Infrastructure;
@@ -129,14 +130,16 @@ namespace QcowPS.Cmdlets
                 if (MyInvocation.BoundParameters.ContainsKey(fileOnly))
                     ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", Destination,
                         $"-{fileOnly} applies to a new image file; '{Destination}' is an existing NBD export, written in place."));
-            using (var source = OpenImage(path, ReadOptions(Format)))
+            var sourceOptions = ReadOptions(Format);
+            sourceOptions.Nbd = NbdClientOptions.ForCopying();
+            using (var source = OpenImage(path, sourceOptions))
             {
                 VirtualDisk input = source;
                 VirtualDisk view = null;
                 try
                 {
                     if (Snapshot != null) input = view = OpenSnapshotView(source, Snapshot);
-                    using (var destination = OpenImage(Destination, new OpenOptions { Writable = true }))
+                    using (var destination = OpenImage(Destination, new OpenOptions { Writable = true, Nbd = NbdClientOptions.ForCopying() }))
                     {
                         if (!ShouldProcess(Destination, $"Write the {input.Length} bytes of guest data of '{path}'{(Snapshot != null ? $" (snapshot '{Snapshot}')" : "")} into the NBD export")) return;
                         var progress = new ProgressReporter(this, 3, $"Converting {System.IO.Path.GetFileName(path)}", $"Into {Destination}");
@@ -178,6 +181,7 @@ namespace QcowPS.Cmdlets
             if ((Bitmap != null || Bitmaps) && format == ImageFormat.Raw)
                 ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", destination, "Bitmaps need a qcow2 destination."));
             var sourceOptions = ReadOptions(Format);
+            sourceOptions.Nbd = NbdClientOptions.ForCopying();  // an NBD source that allows multi-conn is read over several connections
             if (Bitmap != null) sourceOptions.Bitmaps.Add(Bitmap);  // an NBD source is asked for its qemu:dirty-bitmap context
             using (var source = OpenImage(path, sourceOptions))
             {

@@ -66,7 +66,9 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
-            using (var image = OpenImage(path, ReadOptions(Format)))
+            var options = ReadOptions(Format);
+            if (OutFile != null) options.Nbd = Engine.Nbd.NbdClientOptions.ForCopying();  // a whole export: several connections where the server allows
+            using (var image = OpenImage(path, options))
             {
                 VirtualDisk disk = image;
                 VirtualDisk snapshotView = null;

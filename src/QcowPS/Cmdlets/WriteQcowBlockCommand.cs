@@ -11,11 +11,12 @@ namespace QcowPS.Cmdlets
 {
     /// <summary>
     /// Writes guest data at an offset (like qemu-io -c write, nbd_pwrite): -Data, the bytes of -InputFile,
-    /// or zeros with -Zero. A file with no known magic is written only when -Format Raw says it is raw.
+    /// zeros with -Zero, or gives a range back with -Discard (qemu-io -c discard, NBD TRIM). A file with
+    /// no known magic is written only when -Format Raw says it is raw.
     /// </summary>
     /// <remarks>
     /// The image comes from -Path/-LiteralPath or the pipeline, like every image cmdlet, so what is
-    /// written is chosen by -Data, -InputFile or -Zero (one of them) rather than by parameter sets,
+    /// written is chosen by -Data, -InputFile, -Zero or -Discard (one of them) rather than by parameter sets,
     /// which would have to multiply with the path sets. Bytes piped in (when -Data is not given) are
     /// collected and written once at the end, to the images named on the command line.
     /// </remarks>
@@ -40,7 +41,15 @@ namespace QcowPS.Cmdlets
         [Parameter]
         public SwitchParameter Zero { get; set; }
 
-        /// <summary>Bytes to zero (with -Zero).</summary>
+        /// <summary>
+        /// Gives -Length bytes back as qemu-io's discard does: whole clusters of a qcow2 image become zero
+        /// clusters (v3) or unallocated, a raw file gets a hole, an NBD export a TRIM; a format or server
+        /// that cannot discard leaves the range as it is.
+        /// </summary>
+        [Parameter]
+        public SwitchParameter Discard { get; set; }
+
+        /// <summary>Bytes to zero (with -Zero) or discard (with -Discard).</summary>
         [Parameter]
         [SizeTransformation]
         [ValidateRange(1, long.MaxValue)]
@@ -61,13 +70,13 @@ namespace QcowPS.Cmdlets
         protected override void BeginProcessing()
         {
             base.BeginProcessing();
-            int sources = (MyInvocation.BoundParameters.ContainsKey("Data") ? 1 : 0) + (InputFile != null ? 1 : 0) + (Zero ? 1 : 0);
+            int sources = (MyInvocation.BoundParameters.ContainsKey("Data") ? 1 : 0) + (InputFile != null ? 1 : 0) + (Zero ? 1 : 0) + (Discard ? 1 : 0);
             if (sources > 1)
-                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "Give one of -Data, -InputFile and -Zero."));
-            if (Zero && !MyInvocation.BoundParameters.ContainsKey("Length"))
-                ThrowTerminatingError(ErrorRecords.Argument("MissingLength", null, "-Zero needs -Length: how many bytes to zero."));
-            if (!Zero && MyInvocation.BoundParameters.ContainsKey("Length"))
-                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "-Length goes with -Zero (the length of -Data and -InputFile is theirs)."));
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "Give one of -Data, -InputFile, -Zero and -Discard."));
+            if ((Zero || Discard) && !MyInvocation.BoundParameters.ContainsKey("Length"))
+                ThrowTerminatingError(ErrorRecords.Argument("MissingLength", null, Zero ? "-Zero needs -Length: how many bytes to zero." : "-Discard needs -Length: how many bytes to discard."));
+            if (!Zero && !Discard && MyInvocation.BoundParameters.ContainsKey("Length"))
+                ThrowTerminatingError(ErrorRecords.Argument("ConflictingParameters", null, "-Length goes with -Zero or -Discard (the length of -Data and -InputFile is theirs)."));
             _dataFromPipeline = sources == 0;
             if (_dataFromPipeline && !MyInvocation.BoundParameters.ContainsKey("Path") && !MyInvocation.BoundParameters.ContainsKey("LiteralPath"))
                 ThrowTerminatingError(ErrorRecords.Argument("MissingData", null, "Give the bytes with -Data, -InputFile or -Zero (or pipe bytes to it with -Path given)."));
@@ -103,8 +112,9 @@ namespace QcowPS.Cmdlets
 
         protected override void ProcessImage(string path)
         {
-            long length = Zero ? Length : _input != null ? new FileInfo(_input).Length : Data.Length;
+            long length = Zero || Discard ? Length : _input != null ? new FileInfo(_input).Length : Data.Length;
             string what = Zero ? $"Zero {length} bytes at offset {Offset}"
+                : Discard ? $"Discard {length} bytes at offset {Offset}"
                 : _input != null ? $"Write {length} bytes from '{_input}' at offset {Offset}"
                 : $"Write {length} bytes at offset {Offset}";
 
@@ -124,6 +134,7 @@ namespace QcowPS.Cmdlets
             using (var disk = OpenImage(path, new OpenOptions { Format = Format, Writable = true }))
             {
                 if (Zero) disk.WriteZeroes(Offset, length);
+                else if (Discard) disk.Discard(Offset, length);
                 else if (_input != null)
                 {
                     var progress = new ProgressReporter(this, 2, $"Writing {disk.Path}", $"From {_input}");

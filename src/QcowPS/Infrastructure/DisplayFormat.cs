@@ -22,6 +22,23 @@ namespace QcowPS
                 : bytes.ToString(bytes >= 100 || bytes == System.Math.Floor(bytes) ? "0.#" : "0.##", CultureInfo.InvariantCulture) + " " + Units[unit];
         }
 
+        /// <summary>
+        /// An image's name for a table column: a file's name without its folder; an NBD URI as scheme,
+        /// endpoint and export, a Unix socket by its file name, the TLS query parameters left out, so it
+        /// fits beside the other columns in 120.
+        /// </summary>
+        public static string ImageName(string path)
+        {
+            if (string.IsNullOrEmpty(path)) return "";
+            if (!Engine.Nbd.NbdUri.IsNbdUri(path)) return System.IO.Path.GetFileName(path);
+            Engine.Nbd.NbdUri uri;
+            try { uri = Engine.Nbd.NbdUri.Parse(path); }
+            catch (Engine.QcowException) { return path; }
+            return uri.IsUnix
+                ? $"{uri.Scheme}:///{uri.ExportName}?socket={System.IO.Path.GetFileName(uri.Socket)}"
+                : $"{uri.Scheme}://{uri.Endpoint}/{uri.ExportName}";
+        }
+
         public static string Hex(object value)
         {
             if (value == null) return "";

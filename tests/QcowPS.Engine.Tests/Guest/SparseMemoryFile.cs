@@ -59,6 +59,8 @@ namespace QcowPS.Engine.Tests.Guest
             return false;
         }
 
+        public bool TryPunchHole(long offset, long length) => false;
+
         public void Dispose() { }
     }
 }

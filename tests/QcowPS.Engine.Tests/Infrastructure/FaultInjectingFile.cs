@@ -79,6 +79,8 @@ namespace QcowPS.Engine.Tests.Infrastructure
 
         public bool TryFindData(long offset, out long dataStart, out long dataEnd) => _inner.TryFindData(offset, out dataStart, out dataEnd);
 
+        public bool TryPunchHole(long offset, long length) => _inner.TryPunchHole(offset, length);
+
         public void Dispose() => _inner.Dispose();
     }
 }

@@ -108,7 +108,7 @@ namespace QcowPS.Engine.Tests.Nbd
             Qemu.Img("create", "-f", "qcow2", image, "2M");
             Qemu.IoCommands(image, "qcow2", "write -P 0x3c 12288 200000");
             Qemu.Img("convert", "-f", "qcow2", "-O", "raw", image, expected);
-            // verify-peer=off: a qemu-nbd server otherwise asks for a client certificate, which QcowPS does not send.
+            // verify-peer=off: a qemu-nbd server otherwise asks for a client certificate, which the CA-only folder has not.
             using var server = PeerServer.QemuNbd(dir, image, "qcow2", false,
                 "--object", $"tls-creds-x509,id=tls0,dir={certificates.ServerFolder},endpoint=server,verify-peer=off", "--tls-creds", "tls0");
             using (var disk = DiskImage.Open(TlsUnixUri(server, certificates.GoodCaFolder)))
@@ -126,6 +126,66 @@ namespace QcowPS.Engine.Tests.Nbd
             var noClientCertificate = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(strict, certificates.GoodCaFolder), false));
             Assert.Equal(NbdFailure.ConnectionFailed, noClientCertificate.Failure);
             Assert.Contains("client certificate", noClientCertificate.Message);
+        }
+
+        [SkippableFact]
+        public void NbdkitWithTlsVerifyPeerTakesTheClientCertificateAndRefusesNoneOrAForeignOne()
+        {
+            NbdPeers.Require("nbdkit");
+            using var dir = new TempDir();
+            var certificates = new TestCertificates(dir);
+            using var server = PeerServer.Nbdkit(dir, "--tls=require", "--tls-certificates=" + certificates.ServerFolder, "--tls-verify-peer", "memory", ExportSize.ToString());
+
+            var data = new byte[70_000];
+            new Random(5).NextBytes(data);
+            using (var disk = NbdDisk.Open(TlsUnixUri(server, certificates.ClientFolder), writable: true))
+            {
+                Assert.True(disk.Client.Tls);
+                disk.Write(4096, data, 0, data.Length);
+                disk.Flush();
+                var back = new byte[data.Length];
+                disk.Read(4096, back, 0, back.Length);
+                Assert.Equal(data, back);
+            }
+
+            var none = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(server, certificates.GoodCaFolder), false));
+            Assert.Contains(server.Socket, none.Message);
+            Assert.Contains("client-cert.pem", none.Message);
+            var foreign = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(server, certificates.ForeignClientFolder), false));
+            Assert.Contains("qcowps-client", foreign.Message);
+
+            // A certificate without its key is named, not silently left out.
+            string half = dir.File("half");
+            Directory.CreateDirectory(half);
+            File.Copy(Path.Combine(certificates.ClientFolder, "ca-cert.pem"), Path.Combine(half, "ca-cert.pem"));
+            File.Copy(Path.Combine(certificates.ClientFolder, "client-cert.pem"), Path.Combine(half, "client-cert.pem"));
+            var missing = Assert.Throws<QcowException>(() => NbdDisk.Open(TlsUnixUri(server, half), false));
+            Assert.Equal(QcowErrorKind.NotFound, missing.Kind);
+            Assert.Contains("client-key.pem", missing.Message);
+        }
+
+        [SkippableFact]
+        public void QemuNbdWithVerifyPeerOnTakesTheClientCertificateAndRefusesNone()
+        {
+            NbdPeers.Require("qemu-nbd");
+            using var dir = new TempDir();
+            var certificates = new TestCertificates(dir);
+            string image = dir.File("served.qcow2"), expected = dir.File("expected.raw"), ours = dir.File("ours.raw");
+            Qemu.Img("create", "-f", "qcow2", image, "2M");
+            Qemu.IoCommands(image, "qcow2", "write -P 0x5a 8192 300000");
+            Qemu.Img("convert", "-f", "qcow2", "-O", "raw", image, expected);
+            // qemu-nbd's default: verify-peer=on, so a client certificate signed by the folder's CA is required.
+            using var server = PeerServer.QemuNbd(dir, image, "qcow2", false,
+                "--object", $"tls-creds-x509,id=tls0,dir={certificates.ServerFolder},endpoint=server", "--tls-creds", "tls0");
+            using (var disk = DiskImage.Open(TlsUnixUri(server, certificates.ClientFolder)))
+            {
+                Assert.True(((NbdDisk)disk).Client.Tls);
+                RawExporter.Export(disk, 0, disk.Length, ours, false);
+            }
+            Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(ours));
+            var none = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(server, certificates.GoodCaFolder), false));
+            Assert.Contains("client-cert.pem", none.Message);
+            Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(server, certificates.ForeignClientFolder), false));
         }
 
         [SkippableFact]

@@ -8,13 +8,17 @@ namespace QcowPS.Engine.Tests.Nbd
     /// X.509 material made with openssl at test time, in the folder layout of qemu's tls-creds-x509 and
     /// nbdkit's --tls-certificates: ServerFolder holds ca-cert.pem, server-cert.pem and server-key.pem
     /// (signed by the good CA, for localhost and 127.0.0.1); GoodCaFolder and WrongCaFolder hold only a
-    /// ca-cert.pem each, what a client is given.
+    /// ca-cert.pem each, what a client is given. ClientFolder adds client-cert.pem and client-key.pem
+    /// signed by the good CA (what a server with verify-peer accepts); ForeignClientFolder the same signed
+    /// by the wrong CA (refused), beside the good ca-cert.pem.
     /// </summary>
     public sealed class TestCertificates
     {
         public string ServerFolder { get; }
         public string GoodCaFolder { get; }
         public string WrongCaFolder { get; }
+        public string ClientFolder { get; }
+        public string ForeignClientFolder { get; }
 
         public TestCertificates(TempDir dir)
         {
@@ -34,6 +38,22 @@ namespace QcowPS.Engine.Tests.Nbd
                 "-subj", "/CN=localhost", "-keyout", ServerKey, "-out", csr);
             NbdPeers.Run("openssl", "x509", "-req", "-in", csr, "-CA", Path.Combine(GoodCaFolder, "ca-cert.pem"),
                 "-CAkey", Path.Combine(keys, "good-key.pem"), "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", ServerCert);
+
+            ClientFolder = Folder(dir, "client");
+            ForeignClientFolder = Folder(dir, "foreign-client");
+            MakeClient(keys, ClientFolder, "good");
+            MakeClient(keys, ForeignClientFolder, "wrong");
+        }
+
+        private void MakeClient(string keys, string folder, string ca)
+        {
+            File.Copy(Path.Combine(GoodCaFolder, "ca-cert.pem"), Path.Combine(folder, "ca-cert.pem"));
+            string csr = Path.Combine(keys, ca + "-client.csr"), ext = Path.Combine(keys, "client.ext");
+            File.WriteAllText(ext, "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n");
+            NbdPeers.Run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-subj", "/CN=qcowps-client", "-keyout", Path.Combine(folder, "client-key.pem"), "-out", csr);
+            NbdPeers.Run("openssl", "x509", "-req", "-in", csr, "-CA", Path.Combine(ca == "good" ? GoodCaFolder : WrongCaFolder, "ca-cert.pem"),
+                "-CAkey", Path.Combine(keys, ca + "-key.pem"), "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", Path.Combine(folder, "client-cert.pem"));
         }
 
         public string ServerCert => Path.Combine(ServerFolder, "server-cert.pem");
