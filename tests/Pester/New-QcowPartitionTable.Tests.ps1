@@ -131,12 +131,7 @@ BeforeAll {
             -ArgumentList '-r', '-t', '-f', 'qcow2', "--socket=$socket", $Image `
             -RedirectStandardError (Join-Path $Dir 'qemu-nbd.err') -RedirectStandardOutput (Join-Path $Dir 'qemu-nbd.out')
         try {
-            $deadline = [DateTime]::UtcNow.AddSeconds(20)
-            while (-not (Test-Path -LiteralPath $socket)) {
-                if ($process.HasExited) { throw "qemu-nbd exited: $(Get-Content -Raw (Join-Path $Dir 'qemu-nbd.err'))" }
-                if ([DateTime]::UtcNow -gt $deadline) { throw 'qemu-nbd did not create its socket within 20 s' }
-                Start-Sleep -Milliseconds 50
-            }
+            Wait-UnixSocketListening -Socket $socket -Process $process -Tool 'qemu-nbd' -StandardError { Get-Content -Raw (Join-Path $Dir 'qemu-nbd.err') }
             & $Body $socket
         } finally {
             if (-not $process.HasExited) { $process.Kill() }

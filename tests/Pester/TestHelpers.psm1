@@ -928,6 +928,35 @@ Export-ModuleMember -Function @(
     'Get-GuestToolProblem', 'Test-SkipWithoutGuestTools', 'Assert-GuestTools', 'Assert-GuestToolsInIt', 'Invoke-GuestTool', 'Copy-FileRange', 'Get-QemuDataBytes'
 )
 
+function Test-UnixSocketListening {
+    <#
+    True when a Unix socket at Socket is listening. The file appears at bind(), before listen(): a client
+    connecting in between is refused, so /proc/net/unix must list it with __SO_ACCEPTCON (no probe
+    connection, which a peer with a connection limit would count). Without /proc/net/unix, the file's
+    existence is all there is to go by.
+    #>
+    param([Parameter(Mandatory)][string]$Socket)
+    if (-not (Test-Path -LiteralPath $Socket)) { return $false }
+    $table = try { [IO.File]::ReadAllLines('/proc/net/unix') } catch { return $true }
+    foreach ($line in $table) {
+        $fields = $line -split ' +' | Where-Object { $_ }
+        if ($fields.Count -ge 8 -and $fields[7] -eq $Socket -and ([Convert]::ToInt32($fields[3], 16) -band 0x10000)) { return $true }
+    }
+    return $false
+}
+
+function Wait-UnixSocketListening {
+    <# Waits (20 s at most) until Test-UnixSocketListening; throws with the server's error output if it exits first. #>
+    param([Parameter(Mandatory)][string]$Socket, [Parameter(Mandatory)][Diagnostics.Process]$Process,
+        [Parameter(Mandatory)][string]$Tool, [scriptblock]$StandardError)
+    $deadline = [DateTime]::UtcNow.AddSeconds(20)
+    while (-not (Test-UnixSocketListening -Socket $Socket)) {
+        if ($Process.HasExited) { throw "$Tool exited: $(if ($StandardError) { & $StandardError })" }
+        if ([DateTime]::UtcNow -gt $deadline) { throw "$Tool did not listen on $Socket within 20 s" }
+        Start-Sleep -Milliseconds 20
+    }
+}
+
 function Start-NbdPeer {
     <#
         Starts an NBD server (qemu-nbd or nbdkit) on a new Unix socket in $Folder: $SocketArgument names
@@ -949,12 +978,8 @@ function Start-NbdPeer {
     # Drained as they come, so a chatty server (nbdkit -v, a log filter to stderr) never blocks on a full pipe.
     $stderr = $process.StandardError.ReadToEndAsync()
     $null = $process.StandardOutput.ReadToEndAsync()
-    $deadline = [DateTime]::UtcNow.AddSeconds(20)
-    while (-not (Test-Path -LiteralPath $socket)) {
-        if ($process.HasExited) { throw "$Tool exited: $($stderr.GetAwaiter().GetResult())" }
-        if ([DateTime]::UtcNow -gt $deadline) { $process.Kill(); throw "$Tool did not create $socket" }
-        Start-Sleep -Milliseconds 20
-    }
+    try { Wait-UnixSocketListening -Socket $socket -Process $process -Tool $Tool -StandardError { $stderr.GetAwaiter().GetResult() } }
+    catch { if (-not $process.HasExited) { $process.Kill() }; throw }
     $scheme = if ($Tls) { 'nbds+unix' } else { 'nbd+unix' }
     $extra = if ($Query) { "&$Query" } else { '' }
     [pscustomobject]@{ Process = $process; Socket = $socket; Uri = "${scheme}:///?socket=$socket$extra"; StandardError = $stderr }
@@ -966,7 +991,7 @@ function Stop-NbdPeer {
     if ($Peer -and -not $Peer.Process.HasExited) { $Peer.Process.Kill(); $null = $Peer.Process.WaitForExit(10000) }
 }
 
-Export-ModuleMember -Function 'Start-NbdPeer', 'Stop-NbdPeer'
+Export-ModuleMember -Function 'Start-NbdPeer', 'Stop-NbdPeer', 'Test-UnixSocketListening', 'Wait-UnixSocketListening'
 
 function New-NbdTestCertificates {
     <#

@@ -30,6 +30,43 @@ namespace QcowPS.Engine.Tests.Nbd
             }
         }
 
+        /// <summary>
+        /// Waits until a peer listens on its Unix socket. The socket file appears at bind(), before listen():
+        /// a client connecting in between is refused (seen under load as "Connection refused" from a peer
+        /// that had "started"). So the socket must be listed as listening in /proc/net/unix (flag
+        /// __SO_ACCEPTCON); no probe connection is made, which a peer with a connection limit would count.
+        /// Where /proc/net/unix cannot be read, the file's existence is all there is to wait for.
+        /// </summary>
+        public static void WaitUntilListening(string socket, Process process, string tool, Func<string> stderr = null, int timeoutSeconds = 20)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(timeoutSeconds);
+            while (!IsListening(socket))
+            {
+                if (process.HasExited) throw new InvalidOperationException($"{tool} exited: {stderr?.Invoke()}");
+                if (DateTime.UtcNow > deadline) throw new TimeoutException($"{tool} did not listen on {socket} within {timeoutSeconds} s");
+                Thread.Sleep(20);
+            }
+        }
+
+        /// <summary>True when a Unix socket at this path is in the listening state (or, without /proc/net/unix, when the file exists).</summary>
+        public static bool IsListening(string socket)
+        {
+            if (!File.Exists(socket)) return false;
+            string[] lines;
+            try { lines = File.ReadAllLines("/proc/net/unix"); }
+            catch (IOException) { return true; }
+            catch (UnauthorizedAccessException) { return true; }
+            const int AcceptingConnections = 0x10000;  // __SO_ACCEPTCON in the Flags column
+            foreach (var line in lines)
+            {
+                // "Num RefCount Protocol Flags Type St Inode Path"
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (fields.Length < 8 || fields[7] != socket) continue;
+                if ((Convert.ToInt32(fields[3], 16) & AcceptingConnections) != 0) return true;
+            }
+            return false;
+        }
+
         public static (int exitCode, string stdout, string stderr) TryRun(string tool, IDictionary<string, string> env, params string[] args)
         {
             Require(tool);
@@ -111,13 +148,8 @@ namespace QcowPS.Engine.Tests.Nbd
                 if (bitmap != null) { psi.ArgumentList.Add("-B"); psi.ArgumentList.Add(bitmap); }
                 psi.ArgumentList.Add(image);
                 _process = Process.Start(psi);
-                var deadline = DateTime.UtcNow.AddSeconds(20);
-                while (!File.Exists(Socket))
-                {
-                    if (_process.HasExited) throw new InvalidOperationException($"qemu-nbd exited: {_process.StandardError.ReadToEnd()}");
-                    if (DateTime.UtcNow > deadline) { Dispose(); throw new TimeoutException("qemu-nbd did not create its socket"); }
-                    Thread.Sleep(20);
-                }
+                try { WaitUntilListening(Socket, _process, "qemu-nbd", () => _process.StandardError.ReadToEnd()); }
+                catch (TimeoutException) { Dispose(); throw; }
             }
 
             public void Dispose()

@@ -24,13 +24,8 @@ namespace QcowPS.Engine.Tests.Nbd
             psi.Environment["PATH"] = "/usr/bin:/bin:/usr/sbin:/sbin:" + Environment.GetEnvironmentVariable("PATH");
             foreach (var a in args) psi.ArgumentList.Add(a);
             _process = Process.Start(psi);
-            var deadline = DateTime.UtcNow.AddSeconds(20);
-            while (!File.Exists(Socket))
-            {
-                if (_process.HasExited) throw new InvalidOperationException($"{tool} exited: {_process.StandardError.ReadToEnd()}");
-                if (DateTime.UtcNow > deadline) { Dispose(); throw new TimeoutException($"{tool} did not create its socket"); }
-                Thread.Sleep(20);
-            }
+            try { NbdPeers.WaitUntilListening(Socket, _process, tool, () => _process.StandardError.ReadToEnd()); }
+            catch (TimeoutException) { Dispose(); throw; }
         }
 
         /// <summary>qemu-nbd serving an image writable (-r not given), with allocation depth.</summary>
