@@ -88,16 +88,24 @@ namespace QcowPS.Engine.Tests
             var threads = Enumerable.Range(0, 8).Select(t => new System.Threading.Thread(() =>
             {
                 var rng = new Random(t);
-                for (int k = 0; k < 300; k++)
+                // An exception escaping a thread would end the whole test process, not just this test.
+                try
                 {
-                    bool whole = rng.Next(2) == 0;
-                    long offset = whole ? rng.Next(48) * 65536L : rng.Next(expected.Length - 1);
-                    int count = whole ? 65536 * (1 + rng.Next(3)) : 1 + rng.Next(100_000);
-                    count = (int)Math.Min(count, expected.Length - offset);
-                    var buffer = new byte[count];
-                    disk.Read(offset, buffer, 0, count);
-                    if (!buffer.AsSpan().SequenceEqual(expected.AsSpan((int)offset, count)))
-                        failures.Add($"thread {t}: {count} bytes at {offset} differ");
+                    for (int k = 0; k < 300; k++)
+                    {
+                        bool whole = rng.Next(2) == 0;
+                        long offset = whole ? rng.Next(48) * 65536L : rng.Next(expected.Length - 1);
+                        int count = whole ? 65536 * (1 + rng.Next(3)) : 1 + rng.Next(100_000);
+                        count = (int)Math.Min(count, expected.Length - offset);
+                        var buffer = new byte[count];
+                        disk.Read(offset, buffer, 0, count);
+                        if (!buffer.AsSpan().SequenceEqual(expected.AsSpan((int)offset, count)))
+                            failures.Add($"thread {t}: {count} bytes at {offset} differ");
+                    }
+                }
+                catch (Exception e)
+                {
+                    failures.Add($"thread {t}: {e.GetType().Name}: {e.Message}");
                 }
             })).ToList();
             threads.ForEach(th => th.Start());
