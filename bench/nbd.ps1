@@ -30,6 +30,7 @@ Set-StrictMode -Version 3.0
 $Source = @($Source | ForEach-Object { $_ -split ',' } | Where-Object { $_ })
 $repo = Split-Path -Parent $PSScriptRoot
 Import-Module (Join-Path $repo 'QcowPS.psd1')
+Import-Module (Join-Path $repo 'tests/Pester/TestHelpers.psm1')  # Wait-UnixSocketListening
 $env:PATH = "$($env:PATH):/usr/sbin:/sbin"
 foreach ($tool in 'qemu-img', 'qemu-io', 'qemu-nbd', 'nbdcopy', 'nbdinfo', 'mke2fs') {
     if (-not (Get-Command $tool -ErrorAction Ignore)) { throw "$tool is missing: apt-get install -y qemu-utils libnbd-bin e2fsprogs" }
@@ -63,11 +64,8 @@ if (-not (Test-Path $huge)) {
 # --- servers ------------------------------------------------------------------------------------
 function Start-QemuNbd([string]$Image, [string]$Socket) {
     $p = Start-Process -FilePath 'qemu-nbd' -ArgumentList @('-r', '-t', '-e', '0', '-f', 'qcow2', '-k', $Socket, $Image) -PassThru
-    $deadline = [DateTime]::UtcNow.AddSeconds(20)
-    while (-not (Test-Path $Socket)) {
-        if ([DateTime]::UtcNow -gt $deadline) { $p.Kill(); throw 'qemu-nbd did not make its socket' }
-        Start-Sleep -Milliseconds 20
-    }
+    # Listening, not just bound: the socket file exists before qemu-nbd accepts connections.
+    try { Wait-UnixSocketListening -Socket $Socket -Process $p -Tool 'qemu-nbd' } catch { if (-not $p.HasExited) { $p.Kill() }; throw }
     return $p
 }
 

@@ -19,6 +19,7 @@ $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $env:PATH = "$($env:PATH):/usr/sbin"
 Import-Module (Join-Path $PSScriptRoot '../QcowPS.psd1')
+Import-Module (Join-Path $PSScriptRoot '../tests/Pester/TestHelpers.psm1')  # Wait-UnixSocketListening
 
 $dir = Join-Path ([IO.Path]::GetTempPath()) ('qcowps-nbdbench-' + [Guid]::NewGuid().ToString('N').Substring(0, 8))
 New-Item -ItemType Directory $dir | Out-Null
@@ -34,12 +35,11 @@ try {
     Remove-Item $raw
     $socket = Join-Path $dir 'q.sock'
     $server = Start-Process qemu-nbd -ArgumentList '-r', '-t', '-e', '0', '-A', '-f', 'qcow2', '-k', $socket, $image -PassThru
-    $deadline = [DateTime]::UtcNow.AddSeconds(20)
-    while (-not (Test-Path $socket)) { if ([DateTime]::UtcNow -gt $deadline) { throw 'qemu-nbd did not start' }; Start-Sleep -Milliseconds 20 }
+    Wait-UnixSocketListening -Socket $socket -Process $server -Tool 'qemu-nbd'  # listening, not just bound
     $uri = "nbd+unix:///?socket=$socket"
     $socket1 = Join-Path $dir 'q1.sock'
     $single = Start-Process qemu-nbd -ArgumentList '-r', '-t', '-e', '1', '-A', '-f', 'qcow2', '-k', $socket1, $image -PassThru
-    while (-not (Test-Path $socket1)) { if ([DateTime]::UtcNow -gt $deadline) { throw 'qemu-nbd -e 1 did not start' }; Start-Sleep -Milliseconds 20 }
+    Wait-UnixSocketListening -Socket $socket1 -Process $single -Tool 'qemu-nbd -e 1'
     $uri1 = "nbd+unix:///?socket=$socket1"
     $dataMiB = [math]::Round(((& qemu-img map --output=json $image | Out-String | ConvertFrom-Json) | Where-Object data | Measure-Object length -Sum).Sum / 1MB, 1)
 
