@@ -20,7 +20,15 @@ Describe 'Enable-QcowBitmap' -Skip:$SkipImages {
     BeforeAll {
         Assert-QemuTools
         $dir = New-QcowTestFolder
-        function New-BitmapImage([string]$name) { New-BitmapTestImage $dir $name -Before { param($img) Disable-QcowBitmap $img -Name 'b0' } }
+        # The start image is disabled by qemu-img itself (not by our Disable-QcowBitmap), and checked to be:
+        # otherwise a Disable that did nothing would let every test here pass without Enable doing anything.
+        function New-BitmapImage([string]$name) {
+            New-BitmapTestImage $dir $name -Before {
+                param($img)
+                Invoke-QemuImg 'bitmap', '--disable', $img, 'b0' | Out-Null
+                @((Get-QemuBitmapInfo $img).flags) | Should -Not -Contain 'auto' -Because 'qemu-img bitmap --disable clears the auto flag'
+            }
+        }
         # What the matching qemu-img bitmap verb leaves: b0 with the auto flag again.
         $Verify = { param($img) (Get-QemuBitmapInfo $img).flags | Should -Be @('auto') }
     }
