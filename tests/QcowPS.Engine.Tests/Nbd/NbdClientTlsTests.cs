@@ -20,6 +20,33 @@ namespace QcowPS.Engine.Tests.Nbd
         private static string TlsUnixUri(PeerServer server, string caFolder, string extra = "") =>
             $"nbds+unix:///?socket={server.Socket}&tls-certificates={caFolder}{extra}";
 
+        /// <summary>A 2 MiB qcow2 with a pattern written by qemu-io, and the raw file qemu-img reads from it.</summary>
+        private static (string image, string expected) PatternImage(TempDir dir, byte pattern, long offset, int length)
+        {
+            string image = dir.File("served.qcow2"), expected = dir.File("expected.raw");
+            Qemu.Img("create", "-f", "qcow2", image, "2M");
+            Qemu.IoCommands(image, "qcow2", $"write -P 0x{pattern:x2} {offset} {length}");
+            Qemu.Img("convert", "-f", "qcow2", "-O", "raw", image, expected);
+            return (image, expected);
+        }
+
+        /// <summary>qemu-nbd serving image over TLS with the server folder's certificate; verify-peer=on (its default) asks for a client certificate.</summary>
+        private static PeerServer TlsQemuNbd(TempDir dir, string image, TestCertificates certificates, bool verifyPeer, string id = "tls0") =>
+            PeerServer.QemuNbd(dir, image, "qcow2", false,
+                "--object", $"tls-creds-x509,id={id},dir={certificates.ServerFolder},endpoint=server" + (verifyPeer ? "" : ",verify-peer=off"), "--tls-creds", id);
+
+        /// <summary>Reads the whole export over TLS with the certificates of caFolder and checks it equals the expected raw file.</summary>
+        private static void AssertReadsOverTlsAs(TempDir dir, PeerServer server, string caFolder, string expected)
+        {
+            string ours = dir.File("ours-" + Guid.NewGuid().ToString("N").Substring(0, 6) + ".raw");
+            using (var disk = DiskImage.Open(TlsUnixUri(server, caFolder)))
+            {
+                Assert.True(((NbdDisk)disk).Client.Tls);
+                RawExporter.Export(disk, 0, disk.Length, ours, false);
+            }
+            Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(ours));
+        }
+
         private static PeerServer TlsNbdkit(TempDir dir, TestCertificates certificates) =>
             PeerServer.Nbdkit(dir, "--tls=require", "--tls-certificates=" + certificates.ServerFolder, "memory", ExportSize.ToString());
 
@@ -104,25 +131,15 @@ namespace QcowPS.Engine.Tests.Nbd
             NbdPeers.Require("qemu-nbd");
             using var dir = new TempDir();
             var certificates = new TestCertificates(dir);
-            string image = dir.File("served.qcow2"), expected = dir.File("expected.raw"), ours = dir.File("ours.raw");
-            Qemu.Img("create", "-f", "qcow2", image, "2M");
-            Qemu.IoCommands(image, "qcow2", "write -P 0x3c 12288 200000");
-            Qemu.Img("convert", "-f", "qcow2", "-O", "raw", image, expected);
+            var (image, expected) = PatternImage(dir, 0x3c, 12288, 200000);
             // verify-peer=off: a qemu-nbd server otherwise asks for a client certificate, which the CA-only folder has not.
-            using var server = PeerServer.QemuNbd(dir, image, "qcow2", false,
-                "--object", $"tls-creds-x509,id=tls0,dir={certificates.ServerFolder},endpoint=server,verify-peer=off", "--tls-creds", "tls0");
-            using (var disk = DiskImage.Open(TlsUnixUri(server, certificates.GoodCaFolder)))
-            {
-                Assert.True(((NbdDisk)disk).Client.Tls);
-                RawExporter.Export(disk, 0, disk.Length, ours, false);
-            }
-            Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(ours));
+            using var server = TlsQemuNbd(dir, image, certificates, verifyPeer: false);
+            AssertReadsOverTlsAs(dir, server, certificates.GoodCaFolder, expected);
             var e = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(server, certificates.WrongCaFolder), false));
             Assert.Equal(NbdFailure.Refused, e.Failure);
 
             // qemu-nbd's default asks for a client certificate: the error says that is the likely cause.
-            using var strict = PeerServer.QemuNbd(dir, image, "qcow2", false,
-                "--object", $"tls-creds-x509,id=tls1,dir={certificates.ServerFolder},endpoint=server", "--tls-creds", "tls1");
+            using var strict = TlsQemuNbd(dir, image, certificates, verifyPeer: true, id: "tls1");
             var noClientCertificate = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(strict, certificates.GoodCaFolder), false));
             Assert.Equal(NbdFailure.ConnectionFailed, noClientCertificate.Failure);
             Assert.Contains("client certificate", noClientCertificate.Message);
@@ -170,19 +187,10 @@ namespace QcowPS.Engine.Tests.Nbd
             NbdPeers.Require("qemu-nbd");
             using var dir = new TempDir();
             var certificates = new TestCertificates(dir);
-            string image = dir.File("served.qcow2"), expected = dir.File("expected.raw"), ours = dir.File("ours.raw");
-            Qemu.Img("create", "-f", "qcow2", image, "2M");
-            Qemu.IoCommands(image, "qcow2", "write -P 0x5a 8192 300000");
-            Qemu.Img("convert", "-f", "qcow2", "-O", "raw", image, expected);
+            var (image, expected) = PatternImage(dir, 0x5a, 8192, 300000);
             // qemu-nbd's default: verify-peer=on, so a client certificate signed by the folder's CA is required.
-            using var server = PeerServer.QemuNbd(dir, image, "qcow2", false,
-                "--object", $"tls-creds-x509,id=tls0,dir={certificates.ServerFolder},endpoint=server", "--tls-creds", "tls0");
-            using (var disk = DiskImage.Open(TlsUnixUri(server, certificates.ClientFolder)))
-            {
-                Assert.True(((NbdDisk)disk).Client.Tls);
-                RawExporter.Export(disk, 0, disk.Length, ours, false);
-            }
-            Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(ours));
+            using var server = TlsQemuNbd(dir, image, certificates, verifyPeer: true);
+            AssertReadsOverTlsAs(dir, server, certificates.ClientFolder, expected);
             var none = Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(server, certificates.GoodCaFolder), false));
             Assert.Contains("client-cert.pem", none.Message);
             Assert.Throws<NbdException>(() => NbdDisk.Open(TlsUnixUri(server, certificates.ForeignClientFolder), false));
