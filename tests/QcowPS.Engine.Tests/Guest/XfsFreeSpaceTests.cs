@@ -21,10 +21,12 @@ namespace QcowPS.Engine.Tests.Guest
         private static readonly byte[] FsUuid = Guid.Parse("5bbf44a0-dc14-43c3-9330-d76a518653c7").ToByteArray();
 
         [Fact]
-        public void Crc32c_matches_the_standard_check_value()
+        public void Crc32_matches_the_standard_check_values()
         {
             var data = Encoding.ASCII.GetBytes("123456789");
-            Assert.Equal(0xE3069283u, Crc32c.Compute(data, 0, data.Length));
+            Assert.Equal(0xE3069283u, Crc32.Castagnoli.Compute(data, 0, data.Length));
+            // The same code in IEEE's polynomial (GPT's CRC) gives zlib's check value.
+            Assert.Equal(0xCBF43926u, Crc32.Ieee.Compute(data, 0, data.Length));
         }
 
         // --- the log ---------------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ namespace QcowPS.Engine.Tests.Guest
             return b;
         }
 
-        private static void Sign(byte[] b) => WriteUInt32LittleEndian(b.AsSpan(B.Crc), Crc32c.Compute(b, 0, BlockSize, B.Crc));
+        private static void Sign(byte[] b) => WriteUInt32LittleEndian(b.AsSpan(B.Crc), Crc32.Castagnoli.Compute(b, 0, BlockSize, B.Crc));
 
         private static (List<(uint, uint)> records, int reads) Walk(Dictionary<uint, byte[]> blocks, uint root, uint levels)
         {

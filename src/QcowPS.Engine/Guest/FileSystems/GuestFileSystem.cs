@@ -80,15 +80,18 @@ namespace QcowPS.Engine.Guest.FileSystems
             return $"{hex.Substring(0, 8)}-{hex.Substring(8, 4)}-{hex.Substring(12, 4)}-{hex.Substring(16, 4)}-{hex.Substring(20)}";
         }
 
-        /// <summary>Runs of clear bits in a bitmap (bit i of byte i/8, least significant first), as (first, count) unit numbers.</summary>
+        /// <summary>Bit i of an allocation bitmap: bit i % 8 (least significant first) of byte i / 8, as ext2/3/4 and NTFS (clusters and index blocks) keep them.</summary>
+        protected static bool BitIsSet(byte[] bitmap, long i) => (bitmap[i >> 3] & (1 << (int)(i & 7))) != 0;
+
+        /// <summary>Runs of clear bits in a bitmap (BitIsSet's order), as (first, count) unit numbers.</summary>
         protected static IEnumerable<(long first, long count)> ClearBitRuns(byte[] bitmap, long units, long firstUnit)
         {
             long i = 0;
             while (i < units)
             {
-                if ((bitmap[i >> 3] & (1 << (int)(i & 7))) != 0) { i++; continue; }
+                if (BitIsSet(bitmap, i)) { i++; continue; }
                 long start = i;
-                while (i < units && (bitmap[i >> 3] & (1 << (int)(i & 7))) == 0) i++;
+                while (i < units && !BitIsSet(bitmap, i)) i++;
                 yield return (firstUnit + start, i - start);
             }
         }

@@ -92,11 +92,11 @@ namespace QcowPS.Engine.Guest.FileSystems
             bitmap = ReadBitmap(out problem);
             if (bitmap == null) return problem;
             // Cluster 0 holds $Boot; the system files' clusters must be in use, or the map is not to be believed.
-            if (!ClusterInUse(bitmap, 0)) return "its $Bitmap marks cluster 0 ($Boot) free: the allocation map is inconsistent (run chkdsk /f)";
+            if (!BitIsSet(bitmap, 0)) return "its $Bitmap marks cluster 0 ($Boot) free: the allocation map is inconsistent (run chkdsk /f)";
             foreach (var (name, data) in systemFiles)
                 foreach (var (lcn, count) in data.Runs)
                     for (long c = lcn; c < lcn + count; c++)
-                        if (!ClusterInUse(bitmap, c)) return $"its $Bitmap marks cluster {c} of {name} free: the allocation map is inconsistent (run chkdsk /f)";
+                        if (!BitIsSet(bitmap, c)) return $"its $Bitmap marks cluster {c} of {name} free: the allocation map is inconsistent (run chkdsk /f)";
             return null;
         }
 
@@ -119,9 +119,6 @@ namespace QcowPS.Engine.Guest.FileSystems
             }
             return null;
         }
-
-        /// <summary>A set bit is a used cluster: bit c % 8 (least significant first) of byte c / 8.</summary>
-        private static bool ClusterInUse(byte[] bitmap, long c) => (bitmap[c >> 3] & (1 << (int)(c & 7))) != 0;
 
         /// <summary>$Volume's $VOLUME_INFORMATION: version 3.x, neither dirty nor with chkdsk under way.</summary>
         private string VolumeStateProblem()
@@ -168,7 +165,7 @@ namespace QcowPS.Engine.Guest.FileSystems
                 for (long i = 0; i < count; i++)
                 {
                     if (i >> 3 >= inUse.Length) break;
-                    if ((inUse[i >> 3] & (1 << (int)(i & 7))) == 0) continue;
+                    if (!BitIsSet(inUse, i)) continue;
                     var block = ReadData(blocks, i * blockSize, (int)blockSize);
                     int usa = U16(block, UpdateSequenceOffsetField), usaCount = U16(block, UpdateSequenceCountField);
                     if (Encoding.ASCII.GetString(block, 0, 4) != IndexBlockMagic || usaCount != blockSize / FixupStride + 1 || usa < 40

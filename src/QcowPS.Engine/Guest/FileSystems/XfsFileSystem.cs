@@ -97,7 +97,7 @@ namespace QcowPS.Engine.Guest.FileSystems
             if (_v5)
             {
                 var sector = ReadVolume(0, _sectorSize);
-                if (Crc32c.Compute(sector, 0, _sectorSize, S.Crc) != ReadUInt32LittleEndian(new ReadOnlySpan<byte>(sector, S.Crc, 4)))
+                if (Crc32.Castagnoli.Compute(sector, 0, _sectorSize, S.Crc) != ReadUInt32LittleEndian(new ReadOnlySpan<byte>(sector, S.Crc, 4)))
                     return "its superblock fails its CRC check: run xfs_repair first";
                 uint incompat = BE32(_sb, S.FeaturesIncompat), roCompat = BE32(_sb, S.FeaturesRoCompat), logIncompat = BE32(_sb, S.FeaturesLogIncompat);
                 if ((incompat & S.IncompatNeedsRepair) != 0) return "it is marked as needing xfs_repair (needsrepair)";
@@ -148,7 +148,7 @@ namespace QcowPS.Engine.Guest.FileSystems
             if (BE32(agf, A.MagicField) != A.Magic) throw Corrupt($"AG {ag}'s AGF has magic {BE32(agf, A.MagicField):x8}, not XAGF");
             if (_v5)
             {
-                if (Crc32c.Compute(agf, 0, _sectorSize, A.Crc) != ReadUInt32LittleEndian(new ReadOnlySpan<byte>(agf, A.Crc, 4)))
+                if (Crc32.Castagnoli.Compute(agf, 0, _sectorSize, A.Crc) != ReadUInt32LittleEndian(new ReadOnlySpan<byte>(agf, A.Crc, 4)))
                     throw Corrupt($"AG {ag}'s AGF fails its CRC check");
                 if (!SameBytes(agf, A.Uuid, MetadataUuid())) throw Corrupt($"AG {ag}'s AGF belongs to another file system (UUID differs)");
             }

@@ -49,9 +49,7 @@ namespace QcowPS.Engine.Guest.Partitions
             if (Encoding.ASCII.GetString(sector, SignatureField, 8) != Signature) { problem = "no 'EFI PART' signature"; return null; }
             uint headerSize = U32(sector, HeaderSizeField);
             if (headerSize < Size || headerSize > MbrReader.SectorSize) { problem = $"header size {headerSize} is outside 92..512"; return null; }
-            var copy = (byte[])sector.Clone();
-            WriteUInt32LittleEndian(new Span<byte>(copy, HeaderCrcField, 4), 0);
-            uint crc = Crc32.Compute(copy, 0, (int)headerSize);
+            uint crc = Crc32.Ieee.Compute(sector, 0, (int)headerSize, HeaderCrcField);
             if (crc != U32(sector, HeaderCrcField)) { problem = $"header CRC32 {U32(sector, HeaderCrcField):x8} does not match its contents ({crc:x8})"; return null; }
             var h = new GptHeader
             {
@@ -84,7 +82,7 @@ namespace QcowPS.Engine.Guest.Partitions
             WriteUInt32LittleEndian(new Span<byte>(s, EntryCountField, 4), EntryCount);
             WriteUInt32LittleEndian(new Span<byte>(s, EntrySizeField, 4), EntryBytes);
             WriteUInt32LittleEndian(new Span<byte>(s, EntriesCrcField, 4), EntriesCrc);
-            WriteUInt32LittleEndian(new Span<byte>(s, HeaderCrcField, 4), Crc32.Compute(s, 0, Size));
+            WriteUInt32LittleEndian(new Span<byte>(s, HeaderCrcField, 4), Crc32.Ieee.Compute(s, 0, Size));
             return s;
         }
 

@@ -90,7 +90,7 @@ namespace QcowPS.Engine.Guest.Partitions
             var header = GptHeader.Parse(ReadSectors(lba, 1), lba, _sectors, out problem);
             if (header == null) return null;
             var array = ReadSectors(header.EntriesLba, (int)((header.EntryArrayBytes + Sector - 1) / Sector));
-            uint crc = Crc32.Compute(array, 0, (int)header.EntryArrayBytes);
+            uint crc = Crc32.Ieee.Compute(array, 0, (int)header.EntryArrayBytes);
             if (crc != header.EntriesCrc)
             {
                 problem = $"the partition entry array CRC32 {header.EntriesCrc:x8} does not match its contents ({crc:x8})";

@@ -45,7 +45,7 @@ namespace QcowPS.Engine.Guest.Partitions
                 WriteUInt64LittleEndian(new Span<byte>(entries, o + GptHeader.EntryLastLbaField, 8), (ulong)(first + count - 1));
                 if (spec.Name != null) Encoding.Unicode.GetBytes(spec.Name, 0, spec.Name.Length, entries, o + GptHeader.EntryNameField);
             }
-            uint entriesCrc = Crc32.Compute(entries, 0, entries.Length);
+            uint entriesCrc = Crc32.Ieee.Compute(entries, 0, entries.Length);
             long lastLba = _sectors - 1;
             var primary = new GptHeader
             {

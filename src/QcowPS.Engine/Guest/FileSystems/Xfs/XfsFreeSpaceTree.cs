@@ -89,7 +89,7 @@ namespace QcowPS.Engine.Guest.FileSystems.Xfs
             if (_v5)
             {
                 uint stored = ReadUInt32LittleEndian(new ReadOnlySpan<byte>(block, B.Crc, 4));
-                if (Crc32c.Compute(block, 0, _blockSize, B.Crc) != stored) throw _corrupt($"AG {_ag}'s {name} block {at} fails its CRC check");
+                if (Crc32.Castagnoli.Compute(block, 0, _blockSize, B.Crc) != stored) throw _corrupt($"AG {_ag}'s {name} block {at} fails its CRC check");
                 long sector = _agFirstSector + (long)at * (_blockSize / 512);
                 if ((long)ReadUInt64BigEndian(new ReadOnlySpan<byte>(block, B.BlockNumber, 8)) != sector)
                     throw _corrupt($"AG {_ag}'s {name} block {at} says it is somewhere else");
