@@ -8,6 +8,7 @@ using QcowPS.Engine.Operations;
 using QcowPS.Engine.Qcow2;
 using QcowPS.Engine.Tests.Infrastructure;
 using Xunit;
+using static QcowPS.Engine.Tests.Infrastructure.KernelCopyCalls;
 
 namespace QcowPS.Engine.Tests
 {
@@ -17,7 +18,6 @@ namespace QcowPS.Engine.Tests
     /// </summary>
     public class KernelCopyTests
     {
-        private const int EXDEV = 18, ENOSPC = 28, EOPNOTSUPP = 95;
 
         public static IEnumerable<object[]> KindsAndTargets() => ConvertTests.KindsAndTargets();
 
@@ -28,24 +28,6 @@ namespace QcowPS.Engine.Tests
             o.KernelCopyMode = mode;
             o.WrapDestination = wrap;
             return o;
-        }
-
-        /// <summary>Counts the copy_file_range calls made into the destination (and makes them for real).</summary>
-        private sealed class CallCounter
-        {
-            public int Calls;
-            public Func<IHostFile, IHostFile> Wrap(FileHostFile.CopyFileRangeCall replacement = null) => f =>
-            {
-                var file = (FileHostFile)f;
-                var real = file.KernelCopyCall;
-                var call = replacement ?? real;
-                file.KernelCopyCall = (int inFd, long inOffset, int outFd, long outOffset, long count, out int errno) =>
-                {
-                    Interlocked.Increment(ref Calls);
-                    return call(inFd, inOffset, outFd, outOffset, count, out errno);
-                };
-                return file;
-            };
         }
 
         private static bool HasStoredData(string path)
@@ -68,21 +50,18 @@ namespace QcowPS.Engine.Tests
             using var dir = new TempDir();
             var image = TestImages.Make(dir, kind);
             string on = dir.File("on.out"), off = dir.File("off.out");
-            var counter = new CallCounter();
+            var counter = new KernelCopyCalls();
             using (var source = DiskImage.Open(image.Path))
                 ImageConverter.Convert(source, on, Options(target, KernelCopyMode.Always, counter.Wrap()));
             using (var source = DiskImage.Open(image.Path))
-                ImageConverter.Convert(source, off, Options(target, KernelCopyMode.Never, new CallCounter().Wrap(KernelCopyMustNotRun)));
+                ImageConverter.Convert(source, off, Options(target, KernelCopyMode.Never, new KernelCopyCalls().Wrap(_ => MustNotRun)));
             Assert.True(File.ReadAllBytes(on).AsSpan().SequenceEqual(File.ReadAllBytes(off)), $"{kind} -> {target}: the outputs differ");
             string format = target == "raw" ? "raw" : "qcow2";
             var (code, stdout, stderr) = Qemu.TryRun("qemu-img", "compare", "-f", image.Format, "-F", format, image.Path, on);
             Assert.True(code == 0, $"qemu-img compare {kind} -> {target}: {stdout}{stderr}");
             if (target != "zlib" && target != "zstd" && HasStoredData(image.Path))
-                Assert.True(counter.Calls > 0, $"{kind} -> {target}: the kernel copy never ran");
+                Assert.True(counter.Count > 0, $"{kind} -> {target}: the kernel copy never ran");
         }
-
-        private static long KernelCopyMustNotRun(int inFd, long inOffset, int outFd, long outOffset, long count, out int errno) =>
-            throw new InvalidOperationException("copy_file_range called with the kernel copy off");
 
         private static string MixedQcow2(TempDir dir)
         {
@@ -110,7 +89,7 @@ namespace QcowPS.Engine.Tests
             // The first call copies half of what it is asked for; every later one is refused.
             int calls = 0;
             FileHostFile.CopyFileRangeCall refusing = null;
-            var counter = new CallCounter();
+            var counter = new KernelCopyCalls();
             using (var source = DiskImage.Open(src))
                 ImageConverter.Convert(source, actual, Options(target, KernelCopyMode.Always, f =>
                 {
@@ -121,9 +100,9 @@ namespace QcowPS.Engine.Tests
                         e = errno;
                         return -1;
                     };
-                    return counter.Wrap(refusing)(f);
+                    return counter.Wrap(_ => refusing)(f);
                 }));
-            Assert.True(counter.Calls >= 2, $"only {counter.Calls} copy calls: the refusal was never met");
+            Assert.True(counter.Count >= 2, $"only {counter.Count} copy calls: the refusal was never met");
             Assert.True(File.ReadAllBytes(expected).AsSpan().SequenceEqual(File.ReadAllBytes(actual)), "the fallback wrote something else");
             Assert.Equal(0, Qemu.TryRun("qemu-img", "compare", src, actual).exitCode);
         }
@@ -138,7 +117,7 @@ namespace QcowPS.Engine.Tests
             string src = MixedQcow2(dir);
             var before = File.ReadAllBytes(src);
             int calls = 0;
-            var counter = new CallCounter();
+            var counter = new KernelCopyCalls();
             FileHostFile.CopyFileRangeCall full = null;
             using (var source = DiskImage.Open(src))
             {
@@ -151,7 +130,7 @@ namespace QcowPS.Engine.Tests
                         errno = ENOSPC;
                         return -1;
                     };
-                    return counter.Wrap(full)(f);
+                    return counter.Wrap(_ => full)(f);
                 })));
                 Assert.Equal(QcowErrorKind.IoError, e.Kind);
                 Assert.Contains("No space left on device", e.Message);

@@ -8,6 +8,7 @@ using QcowPS.Engine.Operations;
 using QcowPS.Engine.Qcow2;
 using QcowPS.Engine.Tests.Infrastructure;
 using Xunit;
+using static QcowPS.Engine.Tests.Infrastructure.KernelCopyCalls;
 
 namespace QcowPS.Engine.Tests
 {
@@ -18,7 +19,6 @@ namespace QcowPS.Engine.Tests
     /// </summary>
     public class RawExportKernelCopyTests
     {
-        private const int EXDEV = 18, ENOSPC = 28, EOPNOTSUPP = 95;
         private const int Block = 4096;
 
         /// <summary>The converter's image kinds, and a plain raw file.</summary>
@@ -41,28 +41,10 @@ namespace QcowPS.Engine.Tests
             return (offset, disk.Length - offset - 5000);
         }
 
-        /// <summary>Counts the copy_file_range calls made into the new file, passing them on to call (the real one if null).</summary>
-        private sealed class Calls
-        {
-            public int Count;
-
-            public Func<IHostFile, IHostFile> Wrap(Func<FileHostFile.CopyFileRangeCall, FileHostFile.CopyFileRangeCall> replace = null) => f =>
-            {
-                var file = (FileHostFile)f;
-                var call = replace != null ? replace(file.KernelCopyCall) : file.KernelCopyCall;
-                file.KernelCopyCall = (int inFd, long inOffset, int outFd, long outOffset, long count, out int errno) =>
-                {
-                    Interlocked.Increment(ref Count);
-                    return call(inFd, inOffset, outFd, outOffset, count, out errno);
-                };
-                return file;
-            };
-        }
-
         private static VirtualDisk Open(TestImage image) =>
             DiskImage.Open(image.Path, new OpenOptions { Format = image.Format == "raw" ? ImageFormat.Raw : ImageFormat.Auto });
 
-        private static void Export(TestImage image, string target, KernelCopyMode mode, Calls calls) =>
+        private static void Export(TestImage image, string target, KernelCopyMode mode, KernelCopyCalls calls) =>
             Export(image, target, mode, calls.Wrap());
 
         private static void Export(TestImage image, string target, KernelCopyMode mode, Func<IHostFile, IHostFile> wrap)
@@ -120,9 +102,9 @@ namespace QcowPS.Engine.Tests
             using var dir = new TempDir();
             var image = Make(dir, kind);
             string on = dir.File("on.raw"), off = dir.File("off.raw");
-            var onCalls = new Calls();
+            var onCalls = new KernelCopyCalls();
             Export(image, on, KernelCopyMode.Always, onCalls);
-            Export(image, off, KernelCopyMode.Never, new Calls().Wrap(_ => KernelCopyMustNotRun));
+            Export(image, off, KernelCopyMode.Never, new KernelCopyCalls().Wrap(_ => MustNotRun));
 
             using var disk = Open(image);
             var (offset, length) = RangeOf(disk);
@@ -135,9 +117,6 @@ namespace QcowPS.Engine.Tests
                 Assert.True(onCalls.Count > 0, $"{kind}: the kernel copy never ran");
             Assert.Empty(Directory.GetFiles(dir.Path, ".*qcowps-*"));
         }
-
-        private static long KernelCopyMustNotRun(int inFd, long inOffset, int outFd, long outOffset, long count, out int errno) =>
-            throw new InvalidOperationException("copy_file_range called with the kernel copy off");
 
         /// <summary>A qcow2 image of mixed data with 64 KiB clusters, and a raw file of the same.</summary>
         private static TestImage MixedImage(TempDir dir, string format)
@@ -163,7 +142,7 @@ namespace QcowPS.Engine.Tests
             string actual = dir.File("actual.raw");
             // The first call copies half of what it is asked for; every later one is refused.
             int made = 0;
-            var calls = new Calls();
+            var calls = new KernelCopyCalls();
             Export(image, actual, KernelCopyMode.Always, calls.Wrap(real =>
                 (int inFd, long inOffset, int outFd, long outOffset, long count, out int e) =>
                 {
@@ -188,7 +167,7 @@ namespace QcowPS.Engine.Tests
             var before = File.ReadAllBytes(image.Path);
             string target = dir.File("full.raw");
             int made = 0;
-            var calls = new Calls();
+            var calls = new KernelCopyCalls();
             var e = Assert.Throws<QcowException>(() => Export(image, target, KernelCopyMode.Always, calls.Wrap(real =>
                 (int inFd, long inOffset, int outFd, long outOffset, long count, out int errno) =>
                 {
